@@ -1,0 +1,26 @@
+"""Pure-torch adaptive recurrent layers: cells, stacks, policy, state and dropout."""
+
+from .cell import aLSTMCell, alstm_cell, aRNNCell, arnn_cell
+from .dropout import LockedDropout, embedding_dropout, variational_mask
+from .policy import POLICY_LAYOUTS, Project, policy_size, policy_slices, unused_policy_fraction
+from .stack import StackOutputs, aLSTM, aRNN
+from .state import AdaptiveState
+
+__all__ = [
+    "POLICY_LAYOUTS",
+    "AdaptiveState",
+    "LockedDropout",
+    "Project",
+    "StackOutputs",
+    "aLSTM",
+    "aLSTMCell",
+    "aRNN",
+    "aRNNCell",
+    "alstm_cell",
+    "arnn_cell",
+    "embedding_dropout",
+    "policy_size",
+    "policy_slices",
+    "unused_policy_fraction",
+    "variational_mask",
+]

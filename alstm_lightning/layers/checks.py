@@ -1,0 +1,124 @@
+"""Input, argument and state validation shared by every public entry point.
+
+Every message reads ``<owner>: <what> must be <expected>, got <actual>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+
+def check_positive_int(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is an ``int`` (not a bool) greater than zero."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} ({value!r})")
+    if value <= 0:
+        raise ValueError(f"{owner}: {name} must be a positive int, got {value}")
+
+
+def check_probability(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is a real number in ``[0, 1)`` (a drop probability)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a float in [0, 1), got {type(value).__name__} ({value!r})")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{owner}: {name} must be in [0, 1), got {value}")
+
+
+def check_choice(owner: str, name: str, value: object, choices: Sequence[str]) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{owner}: {name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_bool(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is a ``bool``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be a bool, got {type(value).__name__} ({value!r})")
+
+
+def check_floating_tensor(owner: str, name: str, value: object, ndim: int) -> Tensor:
+    """Raise unless ``value`` is a floating-point tensor with ``ndim`` dimensions; return it."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{owner}: {name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{owner}: {name} must be a floating-point tensor, got dtype {value.dtype}")
+    if value.dim() != ndim:
+        raise ValueError(
+            f"{owner}: {name} must have {ndim} dimensions, got {value.dim()} (shape {tuple(value.shape)})"
+        )
+    return value
+
+
+def check_size(owner: str, name: str, tensor: Tensor, expected: Sequence[int], what: str = "shape") -> None:
+    """Raise unless ``tensor.shape`` equals ``expected``."""
+    if tuple(tensor.shape) != tuple(expected):
+        raise ValueError(f"{owner}: {name} {what} must be {tuple(expected)}, got {tuple(tensor.shape)}")
+
+
+def check_like(owner: str, name: str, tensor: Tensor, reference: Tensor) -> None:
+    """Raise unless ``tensor`` lives on ``reference``'s device with its dtype."""
+    if tensor.device != reference.device:
+        raise ValueError(f"{owner}: {name} must be on device {reference.device}, got {tensor.device}")
+    if tensor.dtype != reference.dtype:
+        raise TypeError(f"{owner}: {name} must have dtype {reference.dtype}, got {tensor.dtype}")
+
+
+def check_sequence_input(owner: str, input: object, input_size: int, batch_first: bool) -> None:
+    """Validate the ``input`` of a recurrent stack: a 3-d float tensor or a ``PackedSequence``.
+
+    Checks type, dtype, dimensionality, feature size and that the batch and time axes are non-empty.
+    """
+    if isinstance(input, PackedSequence):
+        data = check_floating_tensor(owner, "input.data (PackedSequence)", input.data, 2)
+        if data.size(0) == 0:
+            raise ValueError(f"{owner}: input (PackedSequence) must hold at least one step, got none")
+        if data.size(-1) != input_size:
+            raise ValueError(
+                f"{owner}: input.data.size(-1) must equal input_size={input_size}, got {data.size(-1)} "
+                f"(input.data shape {tuple(data.shape)})"
+            )
+        return
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{owner}: input must be a torch.Tensor or a PackedSequence, got {type(input).__name__}")
+    layout = "(B, T, I)" if batch_first else "(T, B, I)"
+    if not input.is_floating_point():
+        raise TypeError(f"{owner}: input must be a floating-point tensor, got dtype {input.dtype}")
+    if input.dim() != 3:
+        raise ValueError(
+            f"{owner}: input must have 3 dimensions {layout}, got {input.dim()} (shape {tuple(input.shape)})"
+        )
+    if input.size(-1) != input_size:
+        raise ValueError(
+            f"{owner}: input.size(-1) must equal input_size={input_size}, got {input.size(-1)} "
+            f"(input shape {tuple(input.shape)})"
+        )
+    time_dim, batch_dim = (1, 0) if batch_first else (0, 1)
+    if input.size(batch_dim) == 0:
+        raise ValueError(f"{owner}: input batch size must be positive, got 0 (input shape {tuple(input.shape)})")
+    if input.size(time_dim) == 0:
+        raise ValueError(
+            f"{owner}: input sequence length must be positive, got 0 (input shape {tuple(input.shape)})"
+        )
+
+
+def check_state_tensors(
+    owner: str,
+    field: str,
+    tensors: object,
+    shapes: Sequence[tuple[int, int]],
+    reference: Tensor,
+) -> None:
+    """Validate one field of a recurrent state: a sequence of tensors with the given shapes."""
+    if not isinstance(tensors, (tuple, list)) or not all(isinstance(t, Tensor) for t in tensors):
+        raise TypeError(f"{owner}: hx.{field} must be a tuple of tensors, got {type(tensors).__name__}")
+    if len(tensors) != len(shapes):
+        raise ValueError(
+            f"{owner}: hx.{field} must hold {len(shapes)} tensors (one per layer and direction), got {len(tensors)}"
+        )
+    for k, (tensor, shape) in enumerate(zip(tensors, shapes)):
+        check_size(owner, f"hx.{field}[{k}]", tensor, shape)
+        check_like(owner, f"hx.{field}[{k}]", tensor, reference)
+
