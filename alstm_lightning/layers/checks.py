@@ -119,6 +119,10 @@ def check_state_tensors(
             f"{owner}: hx.{field} must hold {len(shapes)} tensors (one per layer and direction), got {len(tensors)}"
         )
     for k, (tensor, shape) in enumerate(zip(tensors, shapes)):
-        check_size(owner, f"hx.{field}[{k}]", tensor, shape)
+        if tuple(tensor.shape) != tuple(shape):
+            raise ValueError(
+                f"{owner}: hx.{field}[{k}] shape must be {tuple(shape)} (batch size {shape[0]} from the input), "
+                f"got {tuple(tensor.shape)}"
+            )
         check_like(owner, f"hx.{field}[{k}]", tensor, reference)
 
