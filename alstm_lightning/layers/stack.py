@@ -33,13 +33,14 @@ from .checks import (
     check_state_tensors,
 )
 from .dropout import variational_mask
+from .fused import run_chain_fused
 from .policy import POLICY_LAYOUTS, PolicyLayout, Project
 from .recurrence import ChainLayer, ChainResult, LayerState, run_chain_naive
 from .state import AdaptiveState, zero_state
 
-Impl = Literal["naive"]
+Impl = Literal["fused", "naive"]
 ChainRunner = Callable[..., ChainResult]
-CHAIN_RUNNERS: dict[str, ChainRunner] = {"naive": run_chain_naive}
+CHAIN_RUNNERS: dict[str, ChainRunner] = {"fused": run_chain_fused, "naive": run_chain_naive}
 
 
 class StackOutputs(NamedTuple):
@@ -97,7 +98,7 @@ class _AdaptiveStack(nn.Module):
         bias: bool = True,
         bidirectional: bool = False,
         policy_layout: PolicyLayout = "paper",
-        impl: Impl = "naive",
+        impl: Impl = "fused",
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
         **aliases,
@@ -362,7 +363,7 @@ class _AdaptiveStack(nn.Module):
             "bias": True,
             "bidirectional": False,
             "policy_layout": "paper",
-            "impl": "naive",
+            "impl": "fused",
         }
         for name, default in defaults.items():
             value = getattr(self, name)
@@ -402,7 +403,7 @@ _SHARED_DOC = """
         policy_layout: ``"paper"`` (contiguous sub-policies) or ``"reference"`` (the original
             implementation's overlapping slices, which produced the published numbers; see
             :mod:`alstm_lightning.layers.policy`).
-        impl: which implementation of the time loop runs; all give the same result.
+        impl: the time loop, ``"fused"`` (fast, default) or ``"naive"`` (per-step reference); same result.
 
     Parameters (``_reverse`` is appended to the list names for the reverse direction):
         adapt_layers.{{l}}: ``nn.LSTMCell`` with ``weight_ih (4A, I_l + H_l [+ A])``,

@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints a table and writes JSON; never imported by the package."""

@@ -1,0 +1,329 @@
+"""Layer benchmark: tokens/s, FLOP rate and peak memory of aLSTM (fused, naive) and ``nn.LSTM``.
+
+Run ``python -m benchmarks.layers`` (or ``python benchmarks/layers.py``) from the repository root::
+
+    python -m benchmarks.layers --configs ptb small long --repeats 5 --json benchmarks/results/layers_cpu.json
+
+For each configuration it measures, side by side in one process and one run, the implementations
+taking turns call by call (the medians are then fair to each even when the machine's load changes):
+
+* ``train``: median tokens/s of a full training step (zeroed gradients, forward, ``sum`` loss,
+  backward) in train mode, without dropout (it does not change the cost);
+* ``infer``: median tokens/s of a forward pass under ``torch.no_grad`` in eval mode;
+* ``peak``: the memory a training step adds at its peak. CUDA: ``torch.cuda.max_memory_allocated``
+  after a reset, minus what was allocated before the step. CPU: the process's resident set size
+  (``/proc/self/statm``) sampled every 0.2 ms by a thread during the step, minus the resident
+  size just before it (after ``gc.collect`` and glibc's ``malloc_trim`` give freed memory back);
+  ``tracemalloc`` cannot see torch's allocations.
+
+FLOPs per token count the matrix products of the forward pass, ``2*m*n*k`` each, for every layer:
+the adaptation LSTM ``4A x (I_l + H_l [+ A])`` and ``4A x A``, the policy projection ``P_l x A``
+and the cell's ``G*H_l x I_l`` and ``G*H_l x H_l`` (``nn.LSTM``: ``4H x I_l`` and ``4H x H``); a
+training step counts three times the forward. The FLOP rate is FLOPs per token times tokens/s, and
+``eff`` is a row's FLOP rate over ``nn.LSTM``'s in the same configuration and mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from alstm_lightning import aLSTM, policy_size
+
+
+class Config(NamedTuple):
+    """One benchmark size: T steps, B sequences, and the layer sizes."""
+
+    seq_len: int
+    batch_size: int
+    input_size: int
+    hidden_size: int
+    adapt_size: int
+    num_layers: int
+
+
+CONFIGS: dict[str, Config] = {
+    # the paper's Penn Treebank model (Flennerhag et al. 2018, Section 5.1), one BPTT window
+    "ptb": Config(70, 20, 400, 1150, 100, 2),
+    "small": Config(64, 32, 128, 256, 32, 2),
+    "long": Config(1000, 8, 32, 128, 16, 1),
+}
+IMPLS: tuple[str, ...] = ("fused", "naive", "nn.LSTM")
+DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def flops_per_token(impl: str, config: Config) -> int:
+    """Forward FLOPs per token of the matrix products (``2*m*n*k`` each; bias, pointwise excluded)."""
+    total = 0
+    for layer in range(config.num_layers):
+        layer_in = config.input_size if layer == 0 else config.hidden_size
+        H, A = config.hidden_size, config.adapt_size
+        if impl == "nn.LSTM":
+            total += 2 * 4 * H * (layer_in + H)
+            continue
+        below = A if config.num_layers > 1 else 0
+        total += 2 * 4 * A * (layer_in + H + below) + 2 * 4 * A * A
+        total += 2 * policy_size(layer_in, H, 4, True) * A
+        total += 2 * 4 * H * (layer_in + H)
+    return total
+
+
+def build(impl: str, config: Config, device: torch.device) -> nn.Module:
+    """The layer stack under test, on ``device``."""
+    if impl == "nn.LSTM":
+        return nn.LSTM(config.input_size, config.hidden_size, config.num_layers, device=device)
+    return aLSTM(
+        config.input_size,
+        config.hidden_size,
+        config.adapt_size,
+        num_layers=config.num_layers,
+        impl=impl,
+        device=device,
+    )
+
+
+def make_steps(
+    model: nn.Module, x: torch.Tensor, autocast_dtype: torch.dtype | None
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``(train_step, infer_step)`` closures for ``model`` on input ``x``."""
+    device_type = x.device.type
+
+    def autocast():
+        return torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+
+    def train_step() -> None:
+        model.train()
+        model.zero_grad(set_to_none=True)
+        with autocast():
+            output, _ = model(x)
+            loss = output.float().sum()
+        loss.backward()
+
+    def infer_step() -> None:
+        model.eval()
+        with torch.no_grad(), autocast():
+            model(x)
+
+    return train_step, infer_step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(
+    steps: dict[str, Callable[[], None]], repeats: int, warmup: int, device: torch.device
+) -> dict[str, float]:
+    """Median wall time of each step over ``repeats`` calls after ``warmup`` untimed ones.
+
+    The steps take turns (one call of each per round), so that a change in the machine's load
+    during the run (the CPU may be shared) falls on every implementation alike.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _release_freed_memory() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return
+
+
+def peak_memory_bytes(step: Callable[[], None], device: torch.device) -> int | None:
+    """Memory one call of ``step`` adds at its peak (see the module docstring); ``None`` if unmeasurable."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    if not Path("/proc/self/statm").exists():
+        return None
+    _release_freed_memory()
+    before = _rss_bytes()
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_bytes())
+            time.sleep(0.0002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    step()
+    done.set()
+    sampler.join()
+    return max(peak, _rss_bytes()) - before
+
+
+def benchmark_config(
+    name: str, config: Config, device: torch.device, dtype: str, repeats: int, warmup: int
+) -> list[dict]:
+    """One row per implementation for configuration ``name``, efficiencies relative to ``nn.LSTM``."""
+    torch.manual_seed(0)
+    x = torch.randn(config.seq_len, config.batch_size, config.input_size, device=device)
+    tokens = config.seq_len * config.batch_size
+    steps = {impl: make_steps(build(impl, config, device), x, DTYPES[dtype]) for impl in IMPLS}
+    train_s = median_seconds({impl: train for impl, (train, _) in steps.items()}, repeats, warmup, device)
+    infer_s = median_seconds({impl: infer for impl, (_, infer) in steps.items()}, repeats, warmup, device)
+    rows = []
+    for impl, (train_step, _) in steps.items():
+        peak = peak_memory_bytes(train_step, device)
+        flops = flops_per_token(impl, config)
+        rows.append(
+            {
+                "config": name,
+                "impl": impl,
+                **config._asdict(),
+                "dtype": dtype,
+                "flops_per_token": flops,
+                "train_tokens_per_s": tokens / train_s[impl],
+                "train_gflops_per_s": 3 * flops * tokens / train_s[impl] / 1e9,
+                "infer_tokens_per_s": tokens / infer_s[impl],
+                "infer_gflops_per_s": flops * tokens / infer_s[impl] / 1e9,
+                "train_peak_mib": None if peak is None else peak / 2**20,
+            }
+        )
+    by_impl = {row["impl"]: row for row in rows}
+    for row in rows:
+        for mode in ("train", "infer"):
+            row[f"{mode}_eff_vs_lstm"] = row[f"{mode}_gflops_per_s"] / by_impl["nn.LSTM"][f"{mode}_gflops_per_s"]
+            row[f"{mode}_speedup_vs_naive"] = (
+                row[f"{mode}_tokens_per_s"] / by_impl["naive"][f"{mode}_tokens_per_s"]
+            )
+    return rows
+
+
+def _git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def machine_info(device: torch.device) -> dict:
+    """Where the numbers come from."""
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("config", "config", "{}"),
+    ("impl", "impl", "{}"),
+    ("train tok/s", "train_tokens_per_s", "{:.0f}"),
+    ("x naive", "train_speedup_vs_naive", "{:.2f}"),
+    ("GFLOP/s", "train_gflops_per_s", "{:.1f}"),
+    ("eff", "train_eff_vs_lstm", "{:.2f}"),
+    ("infer tok/s", "infer_tokens_per_s", "{:.0f}"),
+    ("x naive", "infer_speedup_vs_naive", "{:.2f}"),
+    ("GFLOP/s", "infer_gflops_per_s", "{:.1f}"),
+    ("eff", "infer_eff_vs_lstm", "{:.2f}"),
+    ("peak MiB", "train_peak_mib", "{:.1f}"),
+    ("MFLOP/tok", "flops_per_token", "{:.1f}"),
+)
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as a plain-text table (``x naive`` and ``eff`` per mode: train, then inference)."""
+    cells = [[title for title, _, _ in COLUMNS]]
+    for row in rows:
+        line = []
+        for _, key, fmt in COLUMNS:
+            value = row[key]
+            if key == "flops_per_token":
+                value = value / 1e6
+            line.append("n/a" if value is None else fmt.format(value))
+        cells.append(line)
+    widths = [max(len(line[j]) for line in cells) for j in range(len(COLUMNS))]
+    return "\n".join("  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in cells)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before each measurement")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="bfloat16 runs under autocast")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the results as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, print the table, write the JSON if asked; return the results."""
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    rows = []
+    for name in args.configs:
+        rows += benchmark_config(name, CONFIGS[name], device, args.dtype, args.repeats, args.warmup)
+    results = {
+        "machine": machine_info(device),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "git_commit": _git_commit(),
+        "settings": {
+            "configs": args.configs,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "device": args.device,
+            "dtype": args.dtype,
+        },
+        "rows": rows,
+    }
+    print(format_table(rows))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
