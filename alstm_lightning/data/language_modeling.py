@@ -1,0 +1,267 @@
+"""The shared base of the language-modeling DataModules: lazy vocabulary, disk cache, stream loaders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from lightning import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ..layers.checks import check_bool, check_positive_int
+from .streams import StreamWindows, batchify, shard_streams
+from .vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+#: Split names, in Lightning's spelling.
+SPLITS = ("train", "val", "test")
+#: Bumped when the tokenisation changes, so stale caches are never read.
+CACHE_VERSION = 1
+
+
+class TokenizedCorpus(NamedTuple):
+    """A corpus as ids: its vocabulary and one ``(N_split,)`` long tensor per split."""
+
+    vocab: Vocabulary
+    train: Tensor
+    val: Tensor
+    test: Tensor
+
+
+def check_int(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is an ``int`` (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} ({value!r})")
+
+
+def check_fraction(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is a real number in ``(0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a float in (0, 1), got {type(value).__name__} ({value!r})")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{owner}: {name} must be in (0, 1), got {value}")
+
+
+class LanguageModelingDataModule(LightningDataModule):
+    """Base of the language-modeling DataModules: token streams cut into BPTT windows.
+
+    A subclass says where its text is (:meth:`source_files`), how to fetch it
+    (:meth:`prepare_data`, for downloads) and how to turn it into ids (:meth:`tokenize`); this base
+    caches the ids, lays them out as streams and serves the windows.
+
+    **Layout.** Each split is cut into B contiguous streams (:func:`~.streams.batchify`, B =
+    ``batch_size``, ``eval_batch_size`` or ``test_batch_size``). Under DDP with W processes, rank r
+    takes streams ``[r * B / W, (r + 1) * B / W)`` (:func:`~.streams.shard_streams`), so B must be
+    divisible by W, and the ranks together see what one process with the same global B sees.
+    Batches are ``(input, target)``, both ``(T, B / W)`` long, ``target`` one step ahead; each
+    window continues the previous one, so a model carries its state across windows.
+
+    **Windows.** Validation and test use fixed ``bptt`` windows over the whole split. Training uses
+    the variable BPTT of the paper (Sec. 5.1, after Merity et al. 2018): mostly ``bptt``, sometimes
+    ``bptt / 2``, never under 5, drawn from ``(seed, epoch)`` so every rank takes the same number of
+    steps. Lightning reads a loader's length once, so to get a fresh schedule (and its exact
+    length) every epoch, run the Trainer with ``reload_dataloaders_every_n_epochs=1``; otherwise
+    every epoch reuses the first epoch's schedule (a warning says so).
+
+    **Lazy vocabulary.** :attr:`vocab` and :attr:`vocab_size` work right after construction (the
+    CLI links ``vocab_size`` to the task on instantiation): the first use fetches the files when
+    ``download`` is set, tokenises them or reads them from the cache.
+
+    **Cache.** With ``cache_dir`` set, the ids and vocabulary are saved with ``torch.save`` under a
+    name keyed by the source files' paths, sizes and modification times and by the options that
+    change tokenisation, so a second run skips tokenising. The file is written atomically, so DDP
+    ranks may share it.
+
+    Args:
+        batch_size: B, the global number of training streams (split across DDP ranks).
+        eval_batch_size: global number of validation streams.
+        test_batch_size: global number of test streams.
+        bptt: training window length (the mean of the variable schedule) and the fixed
+            validation / test window length.
+        variable_bptt: draw training window lengths by the paper's rule; ``False`` uses fixed
+            ``bptt`` windows.
+        seed: seed of the training window schedule (with the epoch number).
+        cache_dir: directory of the tokenised-corpus cache; ``None`` tokenises on every run.
+
+    Attributes:
+        level: ``"word"`` or ``"char"``; set by each subclass.
+    """
+
+    level: str
+
+    def __init__(
+        self,
+        batch_size: int = 20,
+        eval_batch_size: int = 10,
+        test_batch_size: int = 1,
+        bptt: int = 70,
+        variable_bptt: bool = True,
+        seed: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        check_positive_int(owner, "batch_size", batch_size)
+        check_positive_int(owner, "eval_batch_size", eval_batch_size)
+        check_positive_int(owner, "test_batch_size", test_batch_size)
+        check_positive_int(owner, "bptt", bptt)
+        check_bool(owner, "variable_bptt", variable_bptt)
+        check_int(owner, "seed", seed)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.test_batch_size = test_batch_size
+        self.bptt = bptt
+        self.variable_bptt = variable_bptt
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.save_hyperparameters()
+        self.streams: dict[str, Tensor] = {}
+        self._corpus: TokenizedCorpus | None = None
+
+    # ------------------------------------------------------------------ what a subclass provides
+    def source_files(self) -> list[Path]:
+        """The files the corpus is read from, in reading order; raise if one is missing.
+
+        Called after :meth:`fetch`; its answer keys the cache.
+        """
+        raise NotImplementedError
+
+    def tokenize(self, files: list[Path]) -> TokenizedCorpus:
+        """Read ``files`` (from :meth:`source_files`) into a vocabulary and ids per split."""
+        raise NotImplementedError
+
+    def cache_options(self) -> dict[str, object]:
+        """The arguments that change :meth:`tokenize`'s result; part of the cache key.
+
+        Override to add a subclass's own (call ``super()`` and extend the dict).
+        """
+        return {"class": type(self).__name__, "level": self.level, "version": CACHE_VERSION}
+
+    def fetch(self) -> None:
+        """Download the corpus files when asked to (nothing here); called before :meth:`source_files`.
+
+        Must be cheap when the files are already there: it runs on every :meth:`load_corpus`.
+        """
+
+    # ------------------------------------------------------------------ corpus and vocabulary
+    def prepare_data(self) -> None:
+        """Fetch the files (in subclasses that download) and tokenise them into the cache.
+
+        Lightning runs this on one process per node before :meth:`setup`.
+        """
+        self.load_corpus()
+
+    def load_corpus(self) -> TokenizedCorpus:
+        """The tokenised corpus: from memory, else from the cache, else by tokenising (and caching)."""
+        if self._corpus is None:
+            self.fetch()
+            files = self.source_files()
+            cache = self.cache_path(files)
+            if cache is not None and cache.is_file():
+                log.info("%s: reading the tokenised corpus from %s", type(self).__name__, cache)
+                self._corpus = _load_cache(cache)
+            else:
+                self._corpus = self.tokenize(files)
+                if cache is not None:
+                    _save_cache(self._corpus, cache)
+        return self._corpus
+
+    def cache_path(self, files: list[Path]) -> Path | None:
+        """Where the tokenised ``files`` are cached; ``None`` when ``cache_dir`` is ``None``."""
+        if self.cache_dir is None:
+            return None
+        key = {
+            "options": self.cache_options(),
+            "files": [[str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for path in files],
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return Path(self.cache_dir) / f"{type(self).__name__}-{digest}.pt"
+
+    @property
+    def vocab(self) -> Vocabulary:
+        """The corpus vocabulary (built on first use, see the class docstring)."""
+        return self.load_corpus().vocab
+
+    @property
+    def vocab_size(self) -> int:
+        """V, the number of tokens in :attr:`vocab`."""
+        return len(self.vocab)
+
+    # ------------------------------------------------------------------ streams and loaders
+    def setup(self, stage: str | None = None) -> None:
+        """Lay out the streams of the splits ``stage`` needs (all of them for ``None``)."""
+        corpus = self.load_corpus()
+        needed = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": (),
+            None: SPLITS,
+        }[stage]
+        sizes = {"train": self.batch_size, "val": self.eval_batch_size, "test": self.test_batch_size}
+        arguments = {"train": "batch_size", "val": "eval_batch_size", "test": "test_batch_size"}
+        for split in needed:
+            ids = getattr(corpus, split)
+            if ids.numel() < 2 * sizes[split]:
+                raise ValueError(
+                    f"{type(self).__name__}: the {split} split must hold at least 2 * {arguments[split]} = "
+                    f"{2 * sizes[split]} tokens, got {ids.numel()}"
+                )
+            self.streams[split] = batchify(ids, sizes[split])  # (N // B, B)
+
+    def _rank_streams(self, split: str, argument: str) -> Tensor:
+        """This rank's block of the ``split`` streams; ``argument`` names the batch size in errors."""
+        if split not in self.streams:
+            raise RuntimeError(f"{type(self).__name__}: setup() must run before the {split} dataloader, got no streams")
+        rank, world_size = (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
+        streams = self.streams[split]
+        if streams.size(1) % world_size:
+            raise ValueError(
+                f"{type(self).__name__}: {argument} must be divisible by the world size {world_size}, "
+                f"got {streams.size(1)}"
+            )
+        return shard_streams(streams, rank, world_size)  # (S, B / W)
+
+    def train_dataloader(self) -> DataLoader:
+        """Variable-length windows over this rank's training streams, schedule of the current epoch."""
+        dataset = StreamWindows(self._rank_streams("train", "batch_size"), self.bptt, self.variable_bptt, self.seed)
+        if self.trainer is not None:
+            dataset.set_epoch(self.trainer.current_epoch)
+            if self.variable_bptt and self.trainer.reload_dataloaders_every_n_epochs != 1:
+                warnings.warn(
+                    f"{type(self).__name__}: variable_bptt=True draws a new window schedule each epoch only when "
+                    f"the Trainer reloads the train loader every epoch (reload_dataloaders_every_n_epochs=1), got "
+                    f"reload_dataloaders_every_n_epochs={self.trainer.reload_dataloaders_every_n_epochs}; "
+                    f"epochs will repeat one schedule",
+                    stacklevel=2,
+                )
+        return DataLoader(dataset, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        """Fixed ``bptt`` windows over this rank's validation streams."""
+        return DataLoader(StreamWindows(self._rank_streams("val", "eval_batch_size"), self.bptt), batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        """Fixed ``bptt`` windows over this rank's test streams."""
+        return DataLoader(StreamWindows(self._rank_streams("test", "test_batch_size"), self.bptt), batch_size=None)
+
+
+def _save_cache(corpus: TokenizedCorpus, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    payload = {"vocab": corpus.vocab.to_dict(), **{split: getattr(corpus, split) for split in SPLITS}}
+    torch.save(payload, partial)
+    os.replace(partial, path)  # atomic: another rank reads either nothing or the whole file
+
+
+def _load_cache(path: Path) -> TokenizedCorpus:
+    payload = torch.load(path, weights_only=True)
+    return TokenizedCorpus(Vocabulary.from_dict(payload["vocab"]), *(payload[split] for split in SPLITS))
