@@ -1,0 +1,428 @@
+r"""``LanguageModelingTask``: next-token prediction with truncated BPTT, the aLSTM paper's recipe.
+
+The model (Flennerhag et al. 2018, language-modeling experiments, and the original code's model,
+itself AWD-LSTM's, Merity et al. 2018):
+
+    e = embedding_dropout(E, w)            # drop whole words from the table E: (V, E)
+    x = locked_dropout(e)                  # one mask per sequence on the embedded input
+    y, state = encoder(x, state)           # aLSTM (default), aRNN or nn.LSTM; y: (T, B, O)
+    z = locked_dropout(y)                  # one mask per sequence on the encoder's output
+    logits = W z + b                       # W is E when the weights are tied (O = E)
+
+Training carries ``state`` from one window to the next, cut from the graph (truncated BPTT), and
+takes each step with the learning rate scaled by ``T / bptt`` for windows of varying length T.
+Evaluation carries the state through the whole split (the DataModule's batch size 10 for
+validation and 1 for test) and reports total NLL / total tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, NamedTuple
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning_utilities import apply_to_collection
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from ..layers import LockedDropout, embedding_dropout
+from ..layers.checks import check_bool, check_choice, check_positive_int, check_probability
+from ..layers.policy import PolicyLayout
+from .encoders import ENCODERS, EncoderName, make_encoder
+
+Level = Literal["word", "char"]
+STAGES: tuple[str, ...] = ("train", "val", "test")
+
+
+class LanguageModelOutput(NamedTuple):
+    """What :meth:`LanguageModelingTask.forward` returns.
+
+    Fields:
+        logits: next-token scores, ``(T, B, V)``.
+        state: the encoder's final state (an :class:`~alstm_lightning.AdaptiveState`, or
+            ``(h, c)`` for ``nn.LSTM``), to continue from.
+        output: the encoder's output after the output dropout, the decoder's input, ``(T, B, O)``.
+        raw_output: the encoder's output before that dropout, ``(T, B, O)``.
+    """
+
+    logits: Tensor
+    state: Any
+    output: Tensor
+    raw_output: Tensor
+
+
+class _Perplexity(MeanMetric):
+    """``exp(total NLL / total tokens)`` from per-batch mean NLLs (nats) weighted by their token counts."""
+
+    def compute(self) -> Tensor:
+        return super().compute().exp()
+
+
+class _BitsPerCharacter(MeanMetric):
+    """``total NLL / total tokens / ln 2`` from per-batch mean NLLs (nats) weighted by their token counts."""
+
+    def compute(self) -> Tensor:
+        return super().compute() / math.log(2.0)
+
+
+#: per level, the name and class of the metric reported beside the loss
+_LEVEL_METRICS: dict[str, tuple[str, type[MeanMetric]]] = {
+    "word": ("ppl", _Perplexity),
+    "char": ("bpc", _BitsPerCharacter),
+}
+
+
+class LanguageModelingTask(L.LightningModule):
+    """Embedding, recurrent encoder and (tied) decoder trained with truncated BPTT.
+
+    Batches are ``(input, target)`` LongTensors shaped ``(T, B)`` (time-major), ``target`` the next
+    token of ``input``, from consecutive windows over B contiguous streams, as the LM DataModules
+    of :mod:`alstm_lightning.data` yield them. The defaults are the paper's Penn Treebank setup
+    (original code's README): a 2-layer aLSTM, 400 / 1150 / 100 units, Adam(0, 0.999) at 3e-3 cut
+    by 10 at epochs 100 and 160; gradient clipping at 5 is the Trainer's ``gradient_clip_val``.
+
+    Pitfalls:
+        * The hidden state is carried per stage (``train``, ``val``, ``test``) and reset at each
+          epoch's start, so validation inside a training epoch leaves the training state alone.
+          Every batch of a stage must have the same B, and only one validation loader is supported.
+        * The learning rate is scaled by ``T / bptt`` during each optimizer step only; with
+          gradient accumulation the last window's T sets the scale.
+        * ``dropout`` is the encoder's own: variational on every layer's ``h`` (recurrent) for
+          the aLSTM/aRNN, ordinary dropout between layers for ``nn.LSTM`` (see
+          :func:`~alstm_lightning.tasks.encoders.make_encoder`).
+        * With tied weights the aLSTM/aRNN's last layer has E units, so a 1-layer model never
+          uses ``hidden_size``.
+        * Metrics: ``{stage}/loss`` (mean NLL per token in nats, without AR/TAR) and
+          ``{stage}/ppl`` or ``{stage}/bpc``, token-weighted. Training logs them per step and
+          per epoch (Lightning adds ``_step`` / ``_epoch`` to the logger's keys); validation and
+          test per epoch only, the value over the whole split, so ``val/loss`` and ``test/ppl``
+          keep their names everywhere.
+
+    Subclass hooks: :meth:`build_encoder`, :meth:`build_decoder`, :meth:`loss`, :meth:`regularization`.
+
+    Args:
+        vocab_size: V, tokens in the vocabulary (linked from the DataModule's ``vocab_size``).
+        level: ``"word"`` reports perplexity (``*/ppl``), ``"char"`` bits per character
+            (``*/bpc``); linked from the DataModule's ``level``.
+        encoder: ``"alstm"``, ``"arnn"`` or ``"lstm"`` (``torch.nn.LSTM``; with tied weights
+            and ``hidden_size > embedding_size`` its ``proj_size`` is ``embedding_size``).
+        embedding_size: E, width of the word embeddings.
+        hidden_size: H, units of the encoder's layers (all but the last for the aLSTM/aRNN).
+        adapt_size: A, units of each aLSTM/aRNN layer's adaptation model (unused by ``"lstm"``).
+        num_layers: L, encoder layers.
+        tie_weights: share the embedding table with the decoder (Press & Wolf 2017, Inan et al.
+            2017); the encoder then outputs O = E, else O = H.
+        embedding_dropout: probability of dropping a whole word from the embedding table.
+        input_dropout: locked (variational) dropout on the embedded input.
+        dropout: the encoder's own hidden dropout (aLSTM/aRNN: variational on every layer's
+            ``h``; ``nn.LSTM``: between layers).
+        adapt_dropout: the aLSTM/aRNN's variational dropout on the adaptation states.
+        output_dropout: locked (variational) dropout on the encoder's output.
+        ar_alpha: activation regularisation (Merity et al. 2018), ``alpha * mean(z**2)`` on the
+            dropped output z; 0 turns it off.
+        tar_beta: temporal activation regularisation, ``beta * mean((y_t - y_{t-1})**2)`` on the
+            raw output y; 0 turns it off.
+        policy_layout: the aLSTM/aRNN's ``"paper"`` or ``"reference"`` policy layout.
+        bptt: the nominal window length that the learning rate is scaled against (linked from
+            the DataModule's ``bptt``).
+        lr: Adam's base learning rate.
+        betas: Adam's ``(beta1, beta2)``; the paper uses no momentum.
+        eps: Adam's epsilon.
+        weight_decay: L2 penalty on every parameter (Adam's coupled ``weight_decay``).
+        lr_milestones: epochs after which the learning rate is multiplied by ``lr_gamma``.
+        lr_gamma: the factor of each cut.
+
+    Raises:
+        TypeError, ValueError: for an argument of the wrong type or value.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        level: Level = "word",
+        encoder: EncoderName = "alstm",
+        embedding_size: int = 400,
+        hidden_size: int = 1150,
+        adapt_size: int = 100,
+        num_layers: int = 2,
+        tie_weights: bool = True,
+        embedding_dropout: float = 0.16,
+        input_dropout: float = 0.6,
+        dropout: float = 0.25,
+        adapt_dropout: float = 0.1,
+        output_dropout: float = 0.6,
+        ar_alpha: float = 0.0,
+        tar_beta: float = 0.0,
+        policy_layout: PolicyLayout = "paper",
+        bptt: int = 70,
+        lr: float = 3e-3,
+        betas: tuple[float, float] = (0.0, 0.999),
+        eps: float = 1e-9,
+        weight_decay: float = 1e-6,
+        lr_milestones: tuple[int, ...] = (100, 160),
+        lr_gamma: float = 0.1,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        for name, value in [
+            ("vocab_size", vocab_size),
+            ("embedding_size", embedding_size),
+            ("hidden_size", hidden_size),
+            ("adapt_size", adapt_size),
+            ("num_layers", num_layers),
+            ("bptt", bptt),
+        ]:
+            check_positive_int(owner, name, value)
+        check_choice(owner, "level", level, tuple(_LEVEL_METRICS))
+        check_choice(owner, "encoder", encoder, ENCODERS)
+        check_bool(owner, "tie_weights", tie_weights)
+        check_probability(owner, "embedding_dropout", embedding_dropout)
+        for name, value in [("ar_alpha", ar_alpha), ("tar_beta", tar_beta)]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__} ({value!r})")
+            if value < 0:
+                raise ValueError(f"{owner}: {name} must be non-negative, got {value}")
+        self.save_hyperparameters()
+
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        # as in the original code: small uniform embeddings, the tied decoder starting from them
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self.input_dropout = LockedDropout(input_dropout)
+        self.encoder = self.build_encoder()
+        self.output_dropout = LockedDropout(output_dropout)
+        self.decoder = self.build_decoder()
+
+        metric_name, metric_class = _LEVEL_METRICS[level]
+        # one collection per stage: train_metrics, val_metrics, test_metrics
+        for stage in STAGES:
+            setattr(self, f"{stage}_metrics", nn.ModuleDict({"loss": MeanMetric(), metric_name: metric_class()}))
+        # per stage, the last window's final state, detached; None starts from zeros
+        self._states: dict[str, Any] = dict.fromkeys(STAGES)
+        self._window_length = bptt
+
+    @property
+    def output_size(self) -> int:
+        """O, the encoder's output width: ``embedding_size`` with tied weights, else ``hidden_size``."""
+        return self.hparams.embedding_size if self.hparams.tie_weights else self.hparams.hidden_size
+
+    # ----------------------------------------------------------------------------- model hooks
+    def build_encoder(self) -> nn.Module:
+        """The recurrent encoder, ``forward(x: (T, B, E), hx) -> (y: (T, B, O), state)``.
+
+        Override to use another recurrent module with that interface; its ``state`` may be any
+        nest of tensors (it is detached between windows).
+        """
+        hp = self.hparams
+        return make_encoder(
+            hp.encoder,
+            hp.embedding_size,
+            hp.hidden_size,
+            hp.adapt_size,
+            output_size=self.output_size,
+            num_layers=hp.num_layers,
+            dropout=hp.dropout,
+            adapt_dropout=hp.adapt_dropout,
+            policy_layout=hp.policy_layout,
+        )
+
+    def build_decoder(self) -> nn.Module:
+        """The output layer ``(T, B, O) -> (T, B, V)``, bias zero; its weight is the embedding table when tied."""
+        decoder = nn.Linear(self.output_size, self.hparams.vocab_size)
+        nn.init.zeros_(decoder.bias)
+        if self.hparams.tie_weights:
+            decoder.weight = self.embedding.weight
+        return decoder
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Mean negative log-likelihood (nats) per token; ``logits: (T, B, V)``, ``target: (T, B)``."""
+        return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+
+    def regularization(self, out: LanguageModelOutput) -> Tensor:
+        """AR on the dropped output plus TAR on the raw output's steps (Merity et al. 2018), a scalar."""
+        hp = self.hparams
+        penalty = hp.ar_alpha * out.output.pow(2).mean()
+        if out.raw_output.size(0) > 1:
+            penalty = penalty + hp.tar_beta * (out.raw_output[1:] - out.raw_output[:-1]).pow(2).mean()
+        return penalty
+
+    # ----------------------------------------------------------------------------- forward
+    def forward(self, input: Tensor, hx: Any = None) -> LanguageModelOutput:
+        """Score the next token at every position of ``input: (T, B)``, continuing from ``hx``.
+
+        Args:
+            input: token ids, ``(T, B)``.
+            hx: the encoder's state to start from (zeros when ``None``).
+
+        Returns:
+            A :class:`LanguageModelOutput` with ``logits: (T, B, V)``.
+
+        Raises:
+            TypeError: if ``input`` is not an integer tensor.
+            ValueError: if ``input`` is not 2-d.
+        """
+        owner = type(self).__name__
+        if not isinstance(input, Tensor) or input.dtype not in (torch.int32, torch.int64):
+            kind = f"dtype {input.dtype}" if isinstance(input, Tensor) else type(input).__name__
+            raise TypeError(f"{owner}: input must be an integer tensor of token ids, got {kind}")
+        if input.dim() != 2:
+            raise ValueError(f"{owner}: input must have 2 dimensions (T, B), got shape {tuple(input.shape)}")
+        x = embedding_dropout(self.embedding, input, self.hparams.embedding_dropout, self.training)  # (T, B, E)
+        x = self.input_dropout(x)
+        raw_output, state = self.encoder(x, hx)  # (T, B, O)
+        output = self.output_dropout(raw_output)
+        return LanguageModelOutput(self.decoder(output), state, output, raw_output)
+
+    # ----------------------------------------------------------------------------- steps
+    def shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, LanguageModelOutput]:
+        """Predict one window's next tokens from the stage's carried state and log the stage's metrics.
+
+        The window's final state is kept, cut from the graph, for the stage's next window.
+
+        Returns:
+            The mean NLL per token and the model's output.
+        """
+        input, target = batch
+        out = self(input, self._states[stage])
+        self._states[stage] = apply_to_collection(out.state, Tensor, Tensor.detach)
+        nll = self.loss(out.logits, target)
+        # token-weighted means: the epoch value is total NLL / total tokens, across processes too
+        for name, metric in getattr(self, f"{stage}_metrics").items():
+            metric(nll.detach(), target.numel())
+            self.log(f"{stage}/{name}", metric, on_step=stage == "train", on_epoch=True, batch_size=target.size(1))
+        return nll, out
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """One step of truncated BPTT: continue from the previous window's state, minimise NLL + AR/TAR."""
+        nll, out = self.shared_step(batch, "train")
+        return nll + self.regularization(out)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.shared_step(batch, "test")
+
+    def predict_step(self, batch: Tensor, batch_idx: int = 0) -> Tensor:
+        """Per-token log-probabilities of B texts, each scored from a zero state.
+
+        Args:
+            batch: token ids, ``(T, B)`` with T >= 2.
+
+        Returns:
+            ``(T-1, B)``: ``log p(batch[t] | batch[:t])`` for t = 1 .. T-1.
+
+        Raises:
+            ValueError: if ``batch`` has fewer than 2 steps.
+        """
+        if batch.dim() != 2 or batch.size(0) < 2:
+            raise ValueError(
+                f"{type(self).__name__}: batch must be (T, B) token ids with T >= 2, got shape {tuple(batch.shape)}"
+            )
+        log_probs = self(batch[:-1]).logits.log_softmax(-1)  # (T-1, B, V)
+        return log_probs.gather(-1, batch[1:].unsqueeze(-1)).squeeze(-1)
+
+    # ----------------------------------------------------------------------------- state and lr
+    def on_train_epoch_start(self) -> None:
+        self._states["train"] = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._states["val"] = None
+
+    def on_test_epoch_start(self) -> None:
+        self._states["test"] = None
+
+    def on_train_batch_start(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """Note the window length T, which scales the learning rate of this batch's step."""
+        self._window_length = batch[0].size(0)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """Step with every group's learning rate scaled by ``T / bptt`` for this window only.
+
+        Variable-length windows (the paper's setup, after Merity et al. 2018) would otherwise give
+        short windows the weight of full ones. The scheduled rates are put back right after the
+        step, so the LR scheduler never sees the scaling.
+        """
+        scale = self._window_length / self.hparams.bptt
+        scheduled = [group["lr"] for group in optimizer.param_groups]
+        for group, lr in zip(optimizer.param_groups, scheduled):
+            group["lr"] = lr * scale
+        try:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        finally:
+            for group, lr in zip(optimizer.param_groups, scheduled):
+                group["lr"] = lr
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Adam (coupled weight decay on every parameter) with learning-rate cuts at ``lr_milestones``."""
+        hp = self.hparams
+        optimizer = torch.optim.Adam(
+            self.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(hp.lr_milestones), gamma=hp.lr_gamma
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # ----------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Sample a continuation of ``prompt`` token by token, in eval mode (no dropout).
+
+        Args:
+            prompt: token ids, ``(T,)`` with T >= 1.
+            max_new_tokens: how many tokens to sample.
+            temperature: divides the logits; below 1 sharpens, above 1 flattens.
+            top_k: sample only among the k most likely tokens (all when ``None``; 1 is greedy).
+            generator: the random generator (on the model's device) that makes sampling
+                reproducible; the global one when ``None``.
+
+        Returns:
+            The sampled ids, ``(max_new_tokens,)``, without the prompt.
+
+        Raises:
+            TypeError, ValueError: for a wrong prompt or setting.
+        """
+        owner = f"{type(self).__name__}.generate"
+        if not isinstance(prompt, Tensor) or prompt.dtype not in (torch.int32, torch.int64):
+            kind = f"dtype {prompt.dtype}" if isinstance(prompt, Tensor) else type(prompt).__name__
+            raise TypeError(f"{owner}: prompt must be an integer tensor of token ids, got {kind}")
+        if prompt.dim() != 1 or prompt.numel() == 0:
+            raise ValueError(f"{owner}: prompt must be a non-empty 1-d tensor, got shape {tuple(prompt.shape)}")
+        if prompt.min() < 0 or prompt.max() >= self.hparams.vocab_size:
+            raise ValueError(
+                f"{owner}: prompt ids must be in [0, {self.hparams.vocab_size}), "
+                f"got range [{prompt.min().item()}, {prompt.max().item()}]"
+            )
+        check_positive_int(owner, "max_new_tokens", max_new_tokens)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise TypeError(f"{owner}: temperature must be a float, got {type(temperature).__name__} ({temperature!r})")
+        if temperature <= 0:
+            raise ValueError(f"{owner}: temperature must be positive, got {temperature}")
+        if top_k is not None:
+            check_positive_int(owner, "top_k", top_k)
+
+        was_training = self.training
+        self.eval()
+        try:
+            ids, state, sampled = prompt.to(self.device).unsqueeze(1), None, []  # ids: (T, 1)
+            for _ in range(max_new_tokens):
+                out = self(ids, state)
+                state = out.state
+                logits = out.logits[-1, 0] / temperature  # (V,)
+                if top_k is not None:
+                    kth = logits.topk(min(top_k, logits.numel())).values[-1]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                ids = torch.multinomial(logits.softmax(-1), 1, generator=generator).unsqueeze(1)  # (1, 1)
+                sampled.append(ids.view(1))
+        finally:
+            self.train(was_training)
+        return torch.cat(sampled)

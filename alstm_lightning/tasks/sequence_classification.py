@@ -1,0 +1,483 @@
+"""``SequenceClassificationTask``: classify or regress whole sequences (or every step) with an adaptive RNN."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torchmetrics import MeanSquaredError, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from ..layers.checks import check_bool, check_choice, check_positive_int, check_probability
+from ..layers.policy import POLICY_LAYOUTS, PolicyLayout
+from .encoders import ENCODERS, EncoderName, make_encoder
+
+Pooling = Literal["last", "mean", "max", "none"]
+TaskKind = Literal["classification", "regression"]
+POOLINGS: tuple[str, ...] = ("last", "mean", "max", "none")
+TASK_KINDS: tuple[str, ...] = ("classification", "regression")
+#: The target value of per-step targets on steps that are not scored (as in ``F.cross_entropy``).
+IGNORE_INDEX = -100
+
+
+class SequenceClassificationTask(L.LightningModule):
+    r"""Sequence classification or regression: embed or read features, encode, pool over time, predict.
+
+    For a batch ``(inputs, lengths, targets)`` (batch-first, padded):
+
+    * ``x = Embedding(inputs)`` for token ids (``vocab_size`` set), else ``x = inputs``
+      (``input_size`` set);
+    * ``output = encoder(pack(x, lengths))``: the sequences go through the encoder as a
+      ``PackedSequence``, so padding never reaches the recurrent state;
+    * ``z = pool(output, lengths)`` over time: the ``"last"`` valid step, the masked ``"mean"``
+      or ``"max"``, or ``"none"`` for one prediction per step;
+    * ``y = Linear(Dropout(z))``, trained with cross-entropy (``num_classes > 1``) or mean
+      squared error (``task="regression"``, ``num_classes=1``).
+
+    Pitfall, bidirectional ``"last"`` pooling: the reverse direction finishes at step 0, so the
+    pooled vector is the forward direction's output at each sequence's last valid step
+    concatenated with the reverse direction's output at step 0 — not ``output[:, length - 1]``.
+
+    Per-step targets (e.g. the copy-memory task) are ``(B, T)`` class ids with ``-100`` on the
+    steps that are not scored; they need ``pooling="none"``.
+
+    Subclass hooks, one job each: :meth:`build_encoder`, :meth:`build_head`, :meth:`pool`,
+    :meth:`loss`. One :meth:`shared_step` serves training, validation and test.
+
+    Logged: ``{train,val,test}/loss``; ``acc`` (accuracy) and ``f1`` (macro F1) for
+    classification, ``mse`` for regression. :meth:`predict_step` returns class probabilities, or
+    the predicted values for regression.
+
+    Args:
+        num_classes: C, classes to predict; ``1`` with ``task="regression"``. Linked from the
+            DataModule by the CLI.
+        vocab_size: size of the token vocabulary when the inputs are token ids ``(B, T)``;
+            exactly one of ``vocab_size`` and ``input_size`` is set. Linked from the DataModule.
+        input_size: I, features per step when the inputs are floats ``(B, T, I)``. Linked from
+            the DataModule.
+        pad_index: the token id used for padding; its embedding is zero and receives no
+            gradient. Only read with ``vocab_size``. Linked from the DataModule.
+        task: ``"classification"`` (cross-entropy) or ``"regression"`` (mean squared error of a
+            single output). Linked from the DataModule.
+        encoder: the recurrent encoder: ``"alstm"``, ``"arnn"`` or ``"lstm"`` (``torch.nn.LSTM``),
+            built by :func:`~alstm_lightning.tasks.encoders.make_encoder`.
+        embedding_size: width of the token embedding (only with ``vocab_size``).
+        hidden_size: H, units per layer and direction of the encoder.
+        adapt_size: A, units of each layer's adaptation model (alstm / arnn only).
+        num_layers: L, encoder layers.
+        dropout: for alstm / arnn, one variational mask per sequence on every layer's ``h``; for
+            lstm, ``torch.nn.LSTM``'s dropout between layers.
+        adapt_dropout: variational dropout on the adaptation state ``a`` (alstm / arnn only).
+        bidirectional: add a reverse direction; the pooled vector is then ``2*H`` wide.
+        policy_layout: ``"paper"`` or ``"reference"`` split of the alstm / arnn policy.
+        pooling: how the per-step outputs become one vector per sequence: ``"last"``,
+            ``"mean"``, ``"max"`` (padding masked out), or ``"none"`` for per-step targets.
+        head_dropout: drop probability before the output layer.
+        class_weights: per-class weights of the cross-entropy, ``C`` non-negative numbers.
+        label_smoothing: label smoothing of the cross-entropy, in ``[0, 1)``.
+        lr: Adam learning rate.
+        betas: Adam's ``(beta1, beta2)``.
+        weight_decay: Adam's L2 penalty.
+        lr_milestones: epochs at which the learning rate is multiplied by ``lr_gamma``
+            (``MultiStepLR``); ``None`` keeps it constant.
+        lr_gamma: the factor applied at each of ``lr_milestones``.
+
+    Raises:
+        TypeError, ValueError: for an argument of the wrong type or value, or inconsistent
+            arguments (both or neither of ``vocab_size`` and ``input_size``; regression with
+            ``num_classes != 1``; ...), naming the argument.
+
+    Example:
+        >>> task = SequenceClassificationTask(num_classes=3, input_size=2, hidden_size=16, adapt_size=4)
+        >>> logits = task(torch.randn(5, 7, 2), torch.tensor([7, 3, 5, 1, 2]))
+        >>> logits.shape
+        torch.Size([5, 3])
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        vocab_size: int | None = None,
+        input_size: int | None = None,
+        pad_index: int = 0,
+        task: TaskKind = "classification",
+        encoder: EncoderName = "alstm",
+        embedding_size: int = 64,
+        hidden_size: int = 64,
+        adapt_size: int = 16,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        adapt_dropout: float = 0.0,
+        bidirectional: bool = False,
+        policy_layout: PolicyLayout = "paper",
+        pooling: Pooling = "last",
+        head_dropout: float = 0.0,
+        class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+        lr: float = 3e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        lr_milestones: list[int] | None = None,
+        lr_gamma: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        _check_arguments(**self.hparams)
+        if vocab_size is not None:
+            self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_index)
+        self.encoder = self.build_encoder()
+        self.head = self.build_head()
+        weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float)
+        self.register_buffer("class_weights", weights)
+        self.train_metrics = self.build_metrics("train/")
+        self.val_metrics = self.build_metrics("val/")
+        self.test_metrics = self.build_metrics("test/")
+
+    @property
+    def num_directions(self) -> int:
+        """D: 2 when bidirectional, else 1."""
+        return 2 if self.hparams.bidirectional else 1
+
+    @property
+    def encoder_input_size(self) -> int:
+        """The feature width the encoder reads: ``embedding_size`` for tokens, else ``input_size``."""
+        hp = self.hparams
+        return hp.embedding_size if hp.vocab_size is not None else hp.input_size
+
+    def build_encoder(self) -> nn.Module:
+        """Override to use another encoder.
+
+        Returns:
+            A module called as ``encoder(packed) -> (packed_output, state)`` on a
+            ``PackedSequence`` of ``encoder_input_size`` features, whose output is ``D*H`` wide
+            with the reverse direction's ``H`` features last, like ``torch.nn.LSTM``.
+        """
+        hp = self.hparams
+        return make_encoder(
+            hp.encoder,
+            self.encoder_input_size,
+            hp.hidden_size,
+            hp.adapt_size,
+            num_layers=hp.num_layers,
+            dropout=hp.dropout,
+            adapt_dropout=hp.adapt_dropout,
+            bidirectional=hp.bidirectional,
+            policy_layout=hp.policy_layout,
+        )
+
+    def build_head(self) -> nn.Module:
+        """Override to change the output layer: maps the pooled ``(..., D*H)`` to ``(..., C)``."""
+        hp = self.hparams
+        width = self.num_directions * hp.hidden_size
+        return nn.Sequential(nn.Dropout(hp.head_dropout), nn.Linear(width, hp.num_classes))
+
+    def build_metrics(self, prefix: str) -> MetricCollection:
+        """The metrics of one split, their names prefixed by ``prefix`` (``"val/"``...)."""
+        if self.hparams.task == "regression":
+            return MetricCollection({"mse": MeanSquaredError()}, prefix=prefix)
+        num_classes = self.hparams.num_classes
+        return MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE_INDEX),
+                "f1": MulticlassF1Score(num_classes, average="macro", ignore_index=IGNORE_INDEX),
+            },
+            prefix=prefix,
+        )
+
+    def encode(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """Embed (for token ids) and run the encoder over the packed batch.
+
+        Args:
+            inputs: ``(B, T)`` token ids or ``(B, T, I)`` features, padded.
+            lengths: ``(B,)`` valid steps per sequence, on any device.
+
+        Returns:
+            ``(B, T, D*H)``, zero on padded steps.
+        """
+        x = self.embedding(inputs) if self.hparams.vocab_size is not None else inputs
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        output, _ = self.encoder(packed)
+        output, _ = pad_packed_sequence(output, batch_first=True, total_length=x.size(1))
+        return output
+
+    def pool(self, output: Tensor, lengths: Tensor) -> Tensor:
+        """Override to pool differently: ``(B, T, D*H)`` per-step outputs to one vector per sequence.
+
+        ``"last"`` takes each sequence's last valid step (for a bidirectional encoder: the forward
+        half there and the reverse half at step 0, where that direction ends); ``"mean"`` and
+        ``"max"`` ignore padded steps; ``"none"`` returns ``output`` unchanged.
+
+        Args:
+            output: ``(B, T, D*H)`` encoder outputs; padded steps hold anything.
+            lengths: ``(B,)`` valid steps per sequence, on ``output``'s device.
+
+        Returns:
+            ``(B, D*H)``, or ``(B, T, D*H)`` for ``"none"``.
+        """
+        pooling = self.hparams.pooling
+        if pooling == "none":
+            return output
+        if pooling == "last":
+            rows = torch.arange(output.size(0), device=output.device)
+            last = output[rows, lengths - 1]  # (B, D*H)
+            if self.num_directions == 1:
+                return last
+            forward_size = output.size(-1) // 2
+            return torch.cat([last[:, :forward_size], output[:, 0, forward_size:]], dim=-1)
+        valid = (torch.arange(output.size(1), device=output.device) < lengths.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
+        if pooling == "mean":
+            return output.masked_fill(~valid, 0.0).sum(1) / lengths.unsqueeze(1).to(output.dtype)
+        return output.masked_fill(~valid, float("-inf")).amax(1)
+
+    def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Predict from a padded batch.
+
+        Args:
+            inputs: ``(B, T)`` token ids (with ``vocab_size``) or ``(B, T, I)`` features.
+            lengths: ``(B,)`` integer valid steps per sequence, each in ``[1, T]``; ``None``
+                means every sequence fills all ``T`` steps.
+
+        Returns:
+            Logits ``(B, C)`` (``(B, T, C)`` with ``pooling="none"``); for regression ``C = 1``.
+
+        Raises:
+            TypeError, ValueError: for inputs or lengths of the wrong kind or shape.
+        """
+        self._check_inputs(inputs)
+        if lengths is None:
+            lengths = torch.full((inputs.size(0),), inputs.size(1), dtype=torch.long, device=inputs.device)
+        self._check_lengths(lengths, inputs)
+        output = self.encode(inputs, lengths)
+        return self.head(self.pool(output, lengths.to(output.device)))
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Override to change the objective.
+
+        Args:
+            outputs: head outputs, ``(N, C)``: sequences, or unrolled steps with ``pooling="none"``.
+            targets: ``(N,)`` class ids (``-100`` ignored) or, for regression, values.
+
+        Returns:
+            The scalar loss: cross-entropy with ``class_weights`` and ``label_smoothing``, or the
+            mean squared error of ``outputs[:, 0]``.
+        """
+        if self.hparams.task == "regression":
+            return F.mse_loss(outputs.squeeze(-1), targets.to(outputs.dtype))
+        return F.cross_entropy(
+            outputs,
+            targets,
+            weight=self.class_weights,
+            ignore_index=IGNORE_INDEX,
+            label_smoothing=self.hparams.label_smoothing,
+        )
+
+    def shared_step(self, batch: tuple[Tensor, Tensor, Tensor], stage: str) -> Tensor:
+        """Forward, loss, metrics and logging for one batch of ``stage`` (``"train"``, ``"val"``, ``"test"``)."""
+        inputs, lengths, targets = batch
+        self._check_targets(targets, inputs)
+        outputs = self(inputs, lengths)
+        outputs = outputs.flatten(0, -2)  # (N, C): N = B, or B*T for per-step targets
+        targets = targets.flatten()
+        loss = self.loss(outputs, targets)
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(outputs.squeeze(-1) if self.hparams.task == "regression" else outputs, targets)
+        batch_size = inputs.size(0)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=batch_size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self.shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self.shared_step(batch, "test")
+
+    def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        """Class probabilities ``(B, C)`` (``(B, T, C)`` per step), or predicted values ``(B,)`` for regression.
+
+        The batch is ``(inputs, lengths)`` or ``(inputs, lengths, targets)``; targets are unused.
+        """
+        outputs = self(batch[0], batch[1])
+        if self.hparams.task == "regression":
+            return outputs.squeeze(-1)
+        return outputs.softmax(-1)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.Adam(
+            self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
+        )
+        if hp.lr_milestones is None:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(hp.lr_milestones), gamma=hp.lr_gamma
+        )
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _check_inputs(self, inputs: object) -> None:
+        owner = type(self).__name__
+        if not isinstance(inputs, Tensor):
+            raise TypeError(f"{owner}: inputs must be a torch.Tensor, got {type(inputs).__name__}")
+        hp = self.hparams
+        if hp.vocab_size is not None:
+            if inputs.dtype != torch.long or inputs.dim() != 2:
+                raise ValueError(
+                    f"{owner}: inputs must be (B, T) long token ids (vocab_size={hp.vocab_size}), "
+                    f"got dtype {inputs.dtype} shape {tuple(inputs.shape)}"
+                )
+        elif not inputs.is_floating_point() or inputs.dim() != 3 or inputs.size(-1) != hp.input_size:
+            raise ValueError(
+                f"{owner}: inputs must be (B, T, {hp.input_size}) floats (input_size={hp.input_size}), "
+                f"got dtype {inputs.dtype} shape {tuple(inputs.shape)}"
+            )
+        if inputs.size(0) == 0 or inputs.size(1) == 0:
+            raise ValueError(f"{owner}: inputs must have B > 0 and T > 0, got shape {tuple(inputs.shape)}")
+
+    def _check_lengths(self, lengths: object, inputs: Tensor) -> None:
+        owner = type(self).__name__
+        if not isinstance(lengths, Tensor) or lengths.is_floating_point() or lengths.dtype == torch.bool:
+            raise TypeError(f"{owner}: lengths must be an integer torch.Tensor, got {_describe(lengths)}")
+        if tuple(lengths.shape) != (inputs.size(0),):
+            raise ValueError(
+                f"{owner}: lengths shape must be ({inputs.size(0)},) (the batch size), got {tuple(lengths.shape)}"
+            )
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 1 or high > inputs.size(1):
+            raise ValueError(
+                f"{owner}: lengths must be in [1, T={inputs.size(1)}], got values in [{low}, {high}]"
+            )
+
+    def _check_targets(self, targets: object, inputs: Tensor) -> None:
+        owner = type(self).__name__
+        if not isinstance(targets, Tensor):
+            raise TypeError(f"{owner}: targets must be a torch.Tensor, got {type(targets).__name__}")
+        per_step = self.hparams.pooling == "none"
+        expected = tuple(inputs.shape[:2]) if per_step else (inputs.size(0),)
+        if tuple(targets.shape) != expected:
+            hint = " (per-step targets need pooling='none')" if targets.dim() == 2 and not per_step else ""
+            raise ValueError(
+                f"{owner}: targets shape must be {expected} with pooling={self.hparams.pooling!r}, "
+                f"got {tuple(targets.shape)}{hint}"
+            )
+        if self.hparams.task == "classification" and (targets.is_floating_point() or targets.dtype == torch.bool):
+            raise TypeError(f"{owner}: targets must be integer class ids for classification, got dtype {targets.dtype}")
+
+
+def _describe(value: object) -> str:
+    """``Tensor(dtype)`` for a tensor, else the type name: for error messages."""
+    return f"Tensor(dtype={value.dtype})" if isinstance(value, Tensor) else type(value).__name__
+
+
+def _check_arguments(
+    *,
+    num_classes: int,
+    vocab_size: int | None,
+    input_size: int | None,
+    pad_index: int,
+    task: str,
+    encoder: str,
+    embedding_size: int,
+    hidden_size: int,
+    adapt_size: int,
+    num_layers: int,
+    dropout: float,
+    adapt_dropout: float,
+    bidirectional: bool,
+    policy_layout: str,
+    pooling: str,
+    head_dropout: float,
+    class_weights: list[float] | None,
+    label_smoothing: float,
+    lr: float,
+    betas: tuple[float, float],
+    weight_decay: float,
+    lr_milestones: list[int] | None,
+    lr_gamma: float,
+) -> None:
+    """Validate every argument of :class:`SequenceClassificationTask` and their consistency."""
+    owner = SequenceClassificationTask.__name__
+    check_choice(owner, "task", task, TASK_KINDS)
+    check_choice(owner, "encoder", encoder, ENCODERS)
+    check_choice(owner, "pooling", pooling, POOLINGS)
+    check_choice(owner, "policy_layout", policy_layout, POLICY_LAYOUTS)
+    for name, value in [
+        ("num_classes", num_classes),
+        ("embedding_size", embedding_size),
+        ("hidden_size", hidden_size),
+        ("adapt_size", adapt_size),
+        ("num_layers", num_layers),
+    ]:
+        check_positive_int(owner, name, value)
+    for name, value in [
+        ("dropout", dropout),
+        ("adapt_dropout", adapt_dropout),
+        ("head_dropout", head_dropout),
+        ("label_smoothing", label_smoothing),
+    ]:
+        check_probability(owner, name, value)
+    check_bool(owner, "bidirectional", bidirectional)
+
+    if (vocab_size is None) == (input_size is None):
+        raise ValueError(
+            f"{owner}: exactly one of vocab_size (token ids) and input_size (float features) must be set, "
+            f"got vocab_size={vocab_size!r}, input_size={input_size!r}"
+        )
+    if vocab_size is not None:
+        check_positive_int(owner, "vocab_size", vocab_size)
+        if isinstance(pad_index, bool) or not isinstance(pad_index, int):
+            raise TypeError(f"{owner}: pad_index must be an int, got {type(pad_index).__name__} ({pad_index!r})")
+        if not 0 <= pad_index < vocab_size:
+            raise ValueError(f"{owner}: pad_index must be in [0, vocab_size={vocab_size}), got {pad_index}")
+    else:
+        check_positive_int(owner, "input_size", input_size)
+
+    if task == "regression":
+        if num_classes != 1:
+            raise ValueError(f"{owner}: num_classes must be 1 with task='regression', got {num_classes}")
+        if pooling == "none":
+            raise ValueError(
+                f"{owner}: pooling must not be 'none' with task='regression' (per-step targets are class ids)"
+            )
+        for name, value, default in [
+            ("class_weights", class_weights, None),
+            ("label_smoothing", label_smoothing, 0.0),
+        ]:
+            if value != default:
+                raise ValueError(f"{owner}: {name} must be {default!r} with task='regression', got {value!r}")
+    elif num_classes < 2:
+        raise ValueError(
+            f"{owner}: num_classes must be at least 2 with task='classification', got {num_classes} "
+            "(use task='regression' for a single output)"
+        )
+    if class_weights is not None:
+        if len(class_weights) != num_classes or any(w < 0 for w in class_weights):
+            raise ValueError(
+                f"{owner}: class_weights must be {num_classes} (num_classes) non-negative numbers, "
+                f"got {class_weights!r}"
+            )
+
+    for name, value in [("lr", lr), ("weight_decay", weight_decay), ("lr_gamma", lr_gamma)]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__} ({value!r})")
+    if lr <= 0:
+        raise ValueError(f"{owner}: lr must be positive, got {lr}")
+    if weight_decay < 0:
+        raise ValueError(f"{owner}: weight_decay must be non-negative, got {weight_decay}")
+    if not 0 < lr_gamma <= 1:
+        raise ValueError(f"{owner}: lr_gamma must be in (0, 1], got {lr_gamma}")
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"{owner}: betas must be two numbers in [0, 1), got {betas!r}")
+    if lr_milestones is not None:
+        if any(isinstance(m, bool) or not isinstance(m, int) for m in lr_milestones):
+            raise TypeError(f"{owner}: lr_milestones must be a list of ints (epochs), got {lr_milestones!r}")
+        if list(lr_milestones) != sorted(set(lr_milestones)) or any(m < 1 for m in lr_milestones):
+            raise ValueError(
+                f"{owner}: lr_milestones must be strictly increasing positive epochs, got {lr_milestones!r}"
+            )
