@@ -1,10 +1,12 @@
 """Pure-torch adaptive recurrent layers: cells, stacks, policy, state and dropout."""
 
 from .cell import aLSTMCell, alstm_cell, aRNNCell, arnn_cell
+from .inspect import trace_policies
 from .dropout import LockedDropout, embedding_dropout, variational_mask
 from .policy import POLICY_LAYOUTS, Project, policy_size, policy_slices, unused_policy_fraction
 from .stack import StackOutputs, aLSTM, aRNN
 from .state import AdaptiveState
+from .weight_drop import WeightDropLSTM
 
 __all__ = [
     "POLICY_LAYOUTS",
@@ -12,6 +14,7 @@ __all__ = [
     "LockedDropout",
     "Project",
     "StackOutputs",
+    "WeightDropLSTM",
     "aLSTM",
     "aLSTMCell",
     "aRNN",
@@ -21,6 +24,7 @@ __all__ = [
     "embedding_dropout",
     "policy_size",
     "policy_slices",
+    "trace_policies",
     "unused_policy_fraction",
     "variational_mask",
 ]
