@@ -1,11 +1,29 @@
 """alstm-lightning: the adaptive LSTM (Flennerhag et al. 2018) as PyTorch layers and Lightning tasks."""
 
+from .callbacks import NTASGD, PolicyMonitor
+from .data import (
+    AddingDataModule,
+    CharCorpusDataModule,
+    CopyMemoryDataModule,
+    DigitsDataModule,
+    LanguageModelingDataModule,
+    PennTreebankDataModule,
+    PythonStdlibDataModule,
+    TemporalOrderDataModule,
+    TextClassificationDataModule,
+    TinyShakespeareDataModule,
+    Vocabulary,
+    WikiText2DataModule,
+    WikiText103DataModule,
+    WordCorpusDataModule,
+)
 from .layers import (
     POLICY_LAYOUTS,
     AdaptiveState,
     LockedDropout,
     Project,
     StackOutputs,
+    WeightDropLSTM,
     aLSTM,
     aLSTMCell,
     aRNN,
@@ -15,18 +33,39 @@ from .layers import (
     embedding_dropout,
     policy_size,
     policy_slices,
+    trace_policies,
     unused_policy_fraction,
     variational_mask,
 )
+from .tasks import LanguageModelingTask, SequenceClassificationTask, make_encoder
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NTASGD",
     "POLICY_LAYOUTS",
     "AdaptiveState",
+    "AddingDataModule",
+    "CharCorpusDataModule",
+    "CopyMemoryDataModule",
+    "DigitsDataModule",
+    "LanguageModelingDataModule",
+    "LanguageModelingTask",
     "LockedDropout",
+    "PennTreebankDataModule",
+    "PolicyMonitor",
     "Project",
+    "PythonStdlibDataModule",
+    "SequenceClassificationTask",
     "StackOutputs",
+    "TemporalOrderDataModule",
+    "TextClassificationDataModule",
+    "TinyShakespeareDataModule",
+    "Vocabulary",
+    "WeightDropLSTM",
+    "WikiText103DataModule",
+    "WikiText2DataModule",
+    "WordCorpusDataModule",
     "aLSTM",
     "aLSTMCell",
     "aRNN",
@@ -34,8 +73,10 @@ __all__ = [
     "alstm_cell",
     "arnn_cell",
     "embedding_dropout",
+    "make_encoder",
     "policy_size",
     "policy_slices",
+    "trace_policies",
     "unused_policy_fraction",
     "variational_mask",
 ]

@@ -126,7 +126,8 @@ class SequenceClassificationTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        _check_arguments(**self.hparams)
+        # the CLI adds private entries such as `_class_path` to the hyperparameters
+        _check_arguments(**{k: v for k, v in self.hparams.items() if not k.startswith("_")})
         if vocab_size is not None:
             self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_index)
         self.encoder = self.build_encoder()
