@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..layers.checks import check_bool
+from ..layers.checks import check_bool, check_fraction
 from .download import Resource, download
-from .language_modeling import LanguageModelingDataModule, TokenizedCorpus, check_fraction
+from .language_modeling import LanguageModelingDataModule, TokenizedCorpus
 from .vocab import Vocabulary
 
 #: Tiny Shakespeare as distributed with char-rnn; the sha256 is that of the published file

@@ -7,8 +7,8 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..layers.checks import check_bool, check_positive_int
-from .synthetic import SPLITS, check_non_negative_int, seeded_generator, split_loader
+from ..layers.checks import check_bool, check_non_negative_int, check_positive_int
+from .synthetic import SPLITS, seeded_generator, split_loader
 
 #: Pixels per image (8 x 8), the sequence length.
 NUM_PIXELS = 64

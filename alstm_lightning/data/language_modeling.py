@@ -15,7 +15,7 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..layers.checks import check_bool, check_positive_int
+from ..layers.checks import check_bool, check_fraction, check_int, check_positive_int
 from .streams import StreamWindows, batchify, shard_streams
 from .vocab import Vocabulary
 
@@ -34,20 +34,6 @@ class TokenizedCorpus(NamedTuple):
     train: Tensor
     val: Tensor
     test: Tensor
-
-
-def check_int(owner: str, name: str, value: object) -> None:
-    """Raise unless ``value`` is an ``int`` (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} ({value!r})")
-
-
-def check_fraction(owner: str, name: str, value: object) -> None:
-    """Raise unless ``value`` is a real number in ``(0, 1)``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: {name} must be a float in (0, 1), got {type(value).__name__} ({value!r})")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{owner}: {name} must be in (0, 1), got {value}")
 
 
 class LanguageModelingDataModule(LightningDataModule):

@@ -20,7 +20,7 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..layers.checks import check_bool, check_positive_int
+from ..layers.checks import check_bool, check_non_negative_int, check_positive_int
 
 #: Per-step targets that no loss or metric reads (``torch.nn.functional.cross_entropy``'s default).
 IGNORE_INDEX = -100
@@ -32,14 +32,6 @@ SPLITS = ("train", "val", "test")
 SHUFFLE_STREAM = len(SPLITS)
 
 Batch = tuple[Tensor, Tensor, Tensor]
-
-
-def check_non_negative_int(owner: str, name: str, value: object) -> None:
-    """Raise unless ``value`` is an ``int`` (not a bool) that is zero or more (a seed, a worker count)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < 0:
-        raise ValueError(f"{owner}: {name} must be a non-negative int, got {value}")
 
 
 def seeded_generator(*keys: int) -> torch.Generator:

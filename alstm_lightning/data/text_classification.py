@@ -25,8 +25,8 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
-from ..layers.checks import check_bool, check_positive_int
-from .synthetic import SHUFFLE_STREAM, check_non_negative_int, seeded_generator
+from ..layers.checks import check_bool, check_non_negative_int, check_positive_int
+from .synthetic import SHUFFLE_STREAM, seeded_generator
 
 #: Default ``token_pattern`` of the regex tokenizer: runs of word characters, or single punctuation marks.
 TOKEN_PATTERN = r"\w+|[^\w\s]"

@@ -11,12 +11,32 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 
-def check_positive_int(owner: str, name: str, value: object) -> None:
-    """Raise unless ``value`` is an ``int`` (not a bool) greater than zero."""
+def check_int(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is an ``int`` (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} ({value!r})")
+
+
+def check_positive_int(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is an ``int`` (not a bool) greater than zero."""
+    check_int(owner, name, value)
     if value <= 0:
         raise ValueError(f"{owner}: {name} must be a positive int, got {value}")
+
+
+def check_non_negative_int(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is an ``int`` (not a bool) that is zero or more (a seed, a worker count)."""
+    check_int(owner, name, value)
+    if value < 0:
+        raise ValueError(f"{owner}: {name} must be a non-negative int, got {value}")
+
+
+def check_fraction(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is a real number in ``(0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a float in (0, 1), got {type(value).__name__} ({value!r})")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{owner}: {name} must be in (0, 1), got {value}")
 
 
 def check_probability(owner: str, name: str, value: object) -> None:
