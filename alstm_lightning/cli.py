@@ -6,6 +6,7 @@ import inspect
 import json
 from typing import Any
 
+import wandb
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback, _InstantiatorFn
@@ -91,6 +92,9 @@ def main(args: list[str] | None = None) -> None:
         },
         args=args,
     )
+    # Close the W&B run here rather than in an exit hook, so its files are complete when we return.
+    if wandb.run is not None:
+        wandb.finish()
 
 
 if __name__ == "__main__":

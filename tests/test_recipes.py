@@ -90,7 +90,9 @@ def test_offline_wandb_run_records_config_and_metrics(quickstart_run):
     cwd, result = quickstart_run
     runs = list((cwd / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "one offline W&B run directory"
-    records = b"".join(path.read_bytes() for path in runs[0].glob("*.wandb"))
+    record_files = list(runs[0].glob("*.wandb"))
+    records = b"".join(path.read_bytes() for path in record_files)
+    assert records, f"empty W&B record files: {[(p.name, p.stat().st_size) for p in record_files]}"
     for key in (b"PythonStdlibDataModule", b"LanguageModelingTask", b"model/num_parameters", b"val/bpc", b"train/loss"):
         assert key in records, f"{key!r} missing from the W&B run"
     assert "Final validation: " in result.stderr + result.stdout
