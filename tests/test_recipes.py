@@ -27,7 +27,10 @@ class LoudLanguageModelingTask(LanguageModelingTask):
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # WANDB_SERVICE points at a wandb service started by an earlier test in this process; a
+    # subprocess attached to it would write its run elsewhere, so each CLI run starts its own
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update({"WANDB_MODE": "offline", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     result = subprocess.run([CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"alstm-lightning {' '.join(args)} failed:\n{result.stderr[-4000:]}"
     return result
