@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import datetime
 import gc
 import json
 import os
-import platform
 import statistics
-import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +42,10 @@ import torch
 from torch import nn
 
 from alstm_lightning import aLSTM, policy_size
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.provenance import provenance  # noqa: E402
 
 
 class Config(NamedTuple):
@@ -230,31 +232,6 @@ def benchmark_config(
     return rows
 
 
-def _git_commit() -> str:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True
-        )
-    except OSError:
-        return "unknown"
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
-
-
-def machine_info(device: torch.device) -> dict:
-    """Where the numbers come from."""
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["device_name"] = torch.cuda.get_device_name(device)
-    return info
-
-
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("config", "config", "{}"),
     ("impl", "impl", "{}"),
@@ -305,10 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.configs:
         rows += benchmark_config(name, CONFIGS[name], device, args.dtype, args.repeats, args.warmup)
     results = {
-        "machine": machine_info(device),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "git_commit": _git_commit(),
+        **provenance(device),
         "settings": {
             "configs": args.configs,
             "repeats": args.repeats,
