@@ -8,13 +8,15 @@ the same SGD steps while averaging the iterates; the average is the model it ret
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from ..layers.checks import check_bool, check_choice
 
 
 def nonmonotone_trigger(history: Sequence[float], current: float, nonmono: int) -> bool:
@@ -63,14 +65,24 @@ class NTASGD(WeightAveraging):
 
     Before the switch nothing is swapped or replaced.
 
+    **Fine-tuning** (AWD-LSTM's second stage, the authors' ``finetune.py``): ``start="fit"`` averages
+    from the fit's first optimizer step, without waiting for the trigger, so the average is
+    ``(w_1 + ... + w_k) / k`` as ``torch.optim.ASGD(t0=0, lambd=0)`` keeps it (the starting weights
+    ``w_0`` are not in it); ``stop_on_trigger=True`` applies the same non-monotone test to the
+    checks made on the average (the first after the switch is check 0) and stops the fit when it
+    fires, as ``finetune.py`` ends.
+
     Args:
         monitor: a metric logged during validation (on epoch), lower is better.
         nonmono: n, the number of most recent checks left out of the comparison (5 in AWD-LSTM).
         device: where the average is kept (default: the module's device), as in ``WeightAveraging``.
         use_buffers: also average the buffers (e.g. batch-norm statistics), as in ``WeightAveraging``.
+        start: ``"trigger"`` (NT-ASGD) or ``"fit"`` (average from the first step: fine-tuning).
+        stop_on_trigger: once averaging, stop the fit when the trigger fires on the average's checks.
 
     Attributes:
         losses: the values of ``monitor`` at the checks before the switch, the switching one included.
+        averaged_losses: the values of ``monitor`` at the checks after the switch (on the average).
         switch_step: ``trainer.global_step`` at the switch, T; ``None`` before it.
 
     Pitfalls:
@@ -81,6 +93,7 @@ class NTASGD(WeightAveraging):
 
     Example:
         >>> trainer = lightning.Trainer(callbacks=[NTASGD(monitor="val/loss", nonmono=5)])
+        >>> finetune = NTASGD(monitor="val/loss", nonmono=5, start="fit", stop_on_trigger=True)
     """
 
     def __init__(
@@ -89,6 +102,8 @@ class NTASGD(WeightAveraging):
         nonmono: int = 5,
         device: torch.device | str | int | None = None,
         use_buffers: bool = True,
+        start: Literal["trigger", "fit"] = "trigger",
+        stop_on_trigger: bool = False,
     ) -> None:
         if not isinstance(monitor, str):
             raise TypeError(f"NTASGD: monitor must be a str, got {type(monitor).__name__} ({monitor!r})")
@@ -96,10 +111,15 @@ class NTASGD(WeightAveraging):
             raise TypeError(f"NTASGD: nonmono must be an int, got {type(nonmono).__name__} ({nonmono!r})")
         if nonmono < 0:
             raise ValueError(f"NTASGD: nonmono must be a non-negative int, got {nonmono}")
+        check_choice("NTASGD", "start", start, ("trigger", "fit"))
+        check_bool("NTASGD", "stop_on_trigger", stop_on_trigger)
         super().__init__(device=device, use_buffers=use_buffers)
         self.monitor = monitor
         self.nonmono = nonmono
+        self.start = start
+        self.stop_on_trigger = stop_on_trigger
         self.losses: list[float] = []
+        self.averaged_losses: list[float] = []
         self.switch_step: int | None = None
 
     @property
@@ -114,9 +134,18 @@ class NTASGD(WeightAveraging):
         """
         return self.switch_step is not None and step_idx is not None and step_idx >= self.switch_step
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """With ``start="fit"``, average from the first optimizer step (after the sanity check)."""
+        super().on_train_start(trainer, pl_module)
+        if self.start == "fit" and not self.averaging:
+            self.switch_step = trainer.global_step
+            rank_zero_info(f"NTASGD: averaging from step {self.switch_step} (start='fit')")
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Record the check's ``monitor`` and start averaging when the trigger fires."""
-        if self.averaging or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+        """Record the check's ``monitor``; start averaging, or stop the fit, when the trigger fires."""
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        if self.averaging and not self.stop_on_trigger:
             return
         if self.monitor not in trainer.callback_metrics:
             raise ValueError(
@@ -124,9 +153,18 @@ class NTASGD(WeightAveraging):
                 f"(logged: {sorted(trainer.callback_metrics)})"
             )
         current = float(trainer.callback_metrics[self.monitor])
-        fired = nonmonotone_trigger(self.losses, current, self.nonmono)
-        self.losses.append(current)
-        if trainer.strategy.reduce_boolean_decision(fired, all=False):
+        history = self.averaged_losses if self.averaging else self.losses
+        fired = trainer.strategy.reduce_boolean_decision(nonmonotone_trigger(history, current, self.nonmono), all=False)
+        history.append(current)
+        if self.averaging:
+            if fired:
+                trainer.should_stop = True
+                rank_zero_info(
+                    f"NTASGD: stopping: {self.monitor}={current:.4f} of the average is worse than the best of "
+                    f"its checks before the last {self.nonmono}"
+                )
+            return
+        if fired:
             self.switch_step = trainer.global_step
             # Algorithm 1 averages w_T, ..., w_k: the weights at the switch are the first term.
             self._average_model.update_parameters(pl_module)
@@ -161,11 +199,17 @@ class NTASGD(WeightAveraging):
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "losses": list(self.losses), "switch_step": self.switch_step}
+        return {
+            **super().state_dict(),
+            "losses": list(self.losses),
+            "averaged_losses": list(self.averaged_losses),
+            "switch_step": self.switch_step,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.losses = list(state_dict["losses"])
+        self.averaged_losses = list(state_dict["averaged_losses"])
         self.switch_step = state_dict["switch_step"]
 
     def _averaging_in_fit(self, trainer: pl.Trainer) -> bool:

@@ -160,6 +160,35 @@ def test_no_switch_leaves_the_weights_alone(tmp_path):
         torch.testing.assert_close(weights, module.iterates[step])
 
 
+def test_start_fit_averages_from_the_first_step_and_stops_when_the_trigger_fires(tmp_path):
+    # AWD-LSTM's fine-tuning: ASGD(t0=0) averages w_1, ..., w_k and the run ends at the first
+    # check on the average that is worse than the best before the last `nonmono` checks
+    module = ScriptedModule(SCRIPT)
+    nt_asgd = NTASGD(nonmono=2, start="fit", stop_on_trigger=True)
+    trainer = _fit(module, [nt_asgd], len(SCRIPT) + 5, tmp_path)
+
+    assert nt_asgd.switch_step == 0 and nt_asgd.losses == []
+    assert nt_asgd.averaged_losses == pytest.approx(SCRIPT[: SWITCH_CHECK + 1])
+    assert len(module.validated) == SWITCH_CHECK + 1  # stopped at the firing check
+    assert trainer.current_epoch == SWITCH_CHECK + 1
+    for step, weights in module.validated:
+        torch.testing.assert_close(weights, _mean(module.iterates, 1, step))
+    final_step = (SWITCH_CHECK + 1) * STEPS_PER_EPOCH
+    torch.testing.assert_close(_flat(module), _mean(module.iterates, 1, final_step))
+
+
+def test_stop_on_trigger_after_a_triggered_switch_uses_only_the_checks_on_the_average(tmp_path):
+    # switch at check 5; the checks on the average are then 3.3, 3.1, 3.2, 3.0, 3.15 and the
+    # last is the first worse than the best before the last two (3.15 > 3.1)
+    script = [*SCRIPT[: SWITCH_CHECK + 1], 3.3, 3.1, 3.2, 3.0, 3.15, 1.0]
+    module = ScriptedModule(script)
+    nt_asgd = NTASGD(nonmono=2, stop_on_trigger=True)
+    _fit(module, [nt_asgd], len(script), tmp_path)
+    assert nt_asgd.switch_step == (SWITCH_CHECK + 1) * STEPS_PER_EPOCH
+    assert nt_asgd.averaged_losses == pytest.approx([3.3, 3.1, 3.2, 3.0, 3.15])
+    assert len(module.validated) == len(script) - 1
+
+
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match=r"NTASGD: monitor must name a metric logged during validation, got 'val/ppl'"):
         _fit(ScriptedModule(SCRIPT), [NTASGD(monitor="val/ppl")], 1, tmp_path)
@@ -169,3 +198,7 @@ def test_errors(tmp_path):
         NTASGD(nonmono=2.0)
     with pytest.raises(ValueError, match="NTASGD: nonmono must be a non-negative int, got -1"):
         NTASGD(nonmono=-1)
+    with pytest.raises(ValueError, match="NTASGD: start must be one of"):
+        NTASGD(start="now")
+    with pytest.raises(TypeError, match="NTASGD: stop_on_trigger must be a bool"):
+        NTASGD(stop_on_trigger="yes")
