@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import signal
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import wandb
@@ -11,6 +14,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback, _InstantiatorFn
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 #: DataModule attributes passed to the task's ``__init__`` argument of the same name, when both exist.
 LINKED_DATA_ATTRIBUTES = ("vocab_size", "level", "bptt", "input_size", "pad_index", "num_classes", "task")
@@ -45,8 +49,15 @@ class _LinkedArgumentsInstantiator(_InstantiatorFn):
 
 
 class AlstmCLI(LightningCLI):
-    """LightningCLI with checkpointing on ``val/loss`` (best and last), a learning-rate monitor,
-    W&B logging (offline when no account is reachable) and data-to-task argument links."""
+    """LightningCLI with checkpointing on ``val/loss`` (best and last, and on any exception), a
+    learning-rate monitor, W&B logging (offline when no account is reachable) and data-to-task
+    argument links.
+
+    An interrupted fit leaves a checkpoint to resume from (``--ckpt_path .../last.ckpt``): on
+    Ctrl+C (KeyboardInterrupt) and on SIGTERM (Lightning finishes the current batch, then stops)
+    the checkpoint callback's ``save_on_exception`` writes the current state and updates
+    ``last.ckpt``. A fit whose log or checkpoint directory cannot be written fails before training.
+    """
 
     def _add_instantiators(self) -> None:
         self.parser.add_instantiator(_LinkedArgumentsInstantiator(cli=self, key="model"), LightningModule, subclasses=True)
@@ -60,6 +71,7 @@ class AlstmCLI(LightningCLI):
                 "checkpoint.mode": "min",
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-{epoch}-{step}",
+                "checkpoint.save_on_exception": True,
             }
         )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
@@ -71,9 +83,55 @@ class AlstmCLI(LightningCLI):
                 apply_on="instantiate",
             )
 
+    def before_fit(self) -> None:
+        """Fail before training, not at the first save an epoch later, when an output directory is not writable."""
+        trainer = self.trainer
+        directories = {"trainer.default_root_dir": trainer.default_root_dir}
+        for logger in trainer.loggers:
+            if logger.save_dir is not None:
+                directories[f"the save_dir of {type(logger).__name__}"] = logger.save_dir
+        for callback in trainer.checkpoint_callbacks:
+            if getattr(callback, "dirpath", None) is not None:
+                directories["checkpoint.dirpath"] = callback.dirpath
+        for name, directory in directories.items():
+            _check_writable(name, directory)
+
+
+def _check_writable(name: str, directory: str | Path) -> None:
+    """Raise unless ``directory``, or the nearest of its parents that exists, is a directory we can write a file to.
+
+    Remote paths (``s3://...``) are left to their filesystem.
+    """
+    if "://" in str(directory):
+        return
+    path = Path(directory).absolute()
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"{AlstmCLI.__name__}: {name} must be a writable directory, got {str(directory)!r} "
+            f"({type(error).__name__}: {error})"
+        ) from error
+
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``alstm-lightning`` console script (``args`` default to ``sys.argv``)."""
+    """Entry point of the ``alstm-lightning`` console script (``args`` default to ``sys.argv``).
+
+    A fit stopped by SIGTERM exits with status 143 (128 + SIGTERM) after saving its checkpoint, so a
+    job scheduler never takes it for a finished run.
+    """
+    try:
+        _run_cli(args)
+    except SIGTERMException as stop:
+        # Lightning stops on SIGTERM by raising SystemExit without a status, which exits with 0
+        raise SystemExit(128 + signal.SIGTERM) from stop
+
+
+def _run_cli(args: list[str] | None) -> None:
     AlstmCLI(
         LightningModule,
         LightningDataModule,

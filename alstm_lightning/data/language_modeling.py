@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -55,7 +56,14 @@ class LanguageModelingDataModule(LightningDataModule):
     ``bptt / 2``, never under 5, drawn from ``(seed, epoch)`` so every rank takes the same number of
     steps. Lightning reads a loader's length once, so to get a fresh schedule (and its exact
     length) every epoch, run the Trainer with ``reload_dataloaders_every_n_epochs=1``; otherwise
-    every epoch reuses the first epoch's schedule (a warning says so).
+    every epoch reuses the schedule of the epoch the loader was last reloaded at (epoch 0 without
+    reloading; a warning says so), also in a fit resumed from a checkpoint.
+
+    **Resuming.** The windows depend on ``(seed, epoch)`` alone, so a fit resumed from an
+    end-of-epoch checkpoint (``ckpt_path``) trains on exactly the windows of the uninterrupted fit.
+    The loaders keep no position inside an epoch: a fit resumed from a mid-epoch checkpoint
+    (e.g. one saved on an interrupt) starts that epoch's windows again from the first, and
+    Lightning warns that the loader is not resumable.
 
     **Lazy vocabulary.** :attr:`vocab` and :attr:`vocab_size` work right after construction (the
     CLI links ``vocab_size`` to the task on instantiation): the first use fetches the files when
@@ -146,16 +154,42 @@ class LanguageModelingDataModule(LightningDataModule):
         self.load_corpus()
 
     def load_corpus(self) -> TokenizedCorpus:
-        """The tokenised corpus: from memory, else from the cache, else by tokenising (and caching)."""
+        """The tokenised corpus: from memory, else from the cache, else by tokenising (and caching).
+
+        A cache file that cannot be read (truncated, or written by another version) is removed with
+        a warning and the corpus is tokenised again: the cache only ever holds derived data.
+
+        Raises:
+            ValueError: if a source file is empty or is not UTF-8 text (e.g. cut in the middle of
+                a character), naming the file.
+        """
         if self._corpus is None:
+            owner = type(self).__name__
             self.fetch()
             files = self.source_files()
+            for path in files:
+                if path.stat().st_size == 0:
+                    raise ValueError(f"{owner}: every data file must hold text, got an empty file {str(path)!r}")
             cache = self.cache_path(files)
             if cache is not None and cache.is_file():
-                log.info("%s: reading the tokenised corpus from %s", type(self).__name__, cache)
-                self._corpus = _load_cache(cache)
-            else:
-                self._corpus = self.tokenize(files)
+                log.info("%s: reading the tokenised corpus from %s", owner, cache)
+                try:
+                    self._corpus = _load_cache(cache)
+                except Exception as error:  # any unreadable cache is rebuilt from the source files
+                    warnings.warn(
+                        f"{owner}: the corpus cache {cache} cannot be read ({type(error).__name__}: {error}); "
+                        f"removing it and tokenising the source files again",
+                        stacklevel=2,
+                    )
+                    cache.unlink()
+            if self._corpus is None:
+                try:
+                    self._corpus = self.tokenize(files)
+                except UnicodeDecodeError as error:
+                    raise ValueError(
+                        f"{owner}: every data file must be UTF-8 text, got {_undecodable(files)} "
+                        f"(a truncated download or a binary file?)"
+                    ) from error
                 if cache is not None:
                     _save_cache(self._corpus, cache)
         return self._corpus
@@ -220,8 +254,11 @@ class LanguageModelingDataModule(LightningDataModule):
         """Variable-length windows over this rank's training streams, schedule of the current epoch."""
         dataset = StreamWindows(self._rank_streams("train", "batch_size"), self.bptt, self.variable_bptt, self.seed)
         if self.trainer is not None:
-            dataset.set_epoch(self.trainer.current_epoch)
-            if self.variable_bptt and self.trainer.reload_dataloaders_every_n_epochs != 1:
+            # The epoch whose schedule an uninterrupted fit would be using: the one at which the loader was
+            # last reloaded. A fit resumed from a checkpoint thus takes the windows it would have taken.
+            epoch, every = self.trainer.current_epoch, self.trainer.reload_dataloaders_every_n_epochs
+            dataset.set_epoch(epoch - epoch % every if every else 0)
+            if self.variable_bptt and every != 1:
                 warnings.warn(
                     f"{type(self).__name__}: variable_bptt=True draws a new window schedule each epoch only when "
                     f"the Trainer reloads the train loader every epoch (reload_dataloaders_every_n_epochs=1), got "
@@ -238,6 +275,25 @@ class LanguageModelingDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Fixed ``bptt`` windows over this rank's test streams."""
         return DataLoader(StreamWindows(self._rank_streams("test", "test_batch_size"), self.bptt), batch_size=None)
+
+
+def _undecodable(files: list[Path]) -> str:
+    """Where the first byte that is not UTF-8 lies in ``files``, for an error message."""
+    for path in files:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as error:
+                    return f"a byte that is not UTF-8 near byte {offset + error.start} of {str(path)!r}"
+                offset += len(chunk)
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                return f"a character cut off at the end of {str(path)!r}"
+    return f"bytes that are not UTF-8 in one of {[str(path) for path in files]}"
 
 
 def _save_cache(corpus: TokenizedCorpus, path: Path) -> None:

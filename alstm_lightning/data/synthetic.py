@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..layers.checks import check_bool, check_non_negative_int, check_positive_int
 
@@ -28,7 +28,7 @@ IGNORE_INDEX = -100
 #: Split names; split ``k`` draws its samples from the keys ``(seed, k, i)``.
 SPLITS = ("train", "val", "test")
 
-#: Second key of the training-order shuffle's generator ``(seed, SHUFFLE_STREAM)``, unused by the splits.
+#: Second key of the training-order shuffle's generator ``(seed, SHUFFLE_STREAM, epoch)``, unused by the splits.
 SHUFFLE_STREAM = len(SPLITS)
 
 Batch = tuple[Tensor, Tensor, Tensor]
@@ -190,22 +190,43 @@ def temporal_order(
     return inputs, lengths, targets
 
 
+class EpochRandomSampler(RandomSampler):
+    """A shuffle whose order in epoch ``e`` is drawn from a generator seeded by ``(seed, SHUFFLE_STREAM, e)``.
+
+    Lightning calls :meth:`set_epoch` at the start of every training epoch (as for a
+    ``DistributedSampler``), so the order of an epoch depends on the seed and the epoch alone: a fit
+    resumed from an end-of-epoch checkpoint sees the orders of the uninterrupted fit.
+
+    Args:
+        data_source: the dataset to shuffle.
+        seed: the run's data seed.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source, generator=seeded_generator(seed, SHUFFLE_STREAM, 0))
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the orders of ``epoch`` from the next iteration on."""
+        self.generator = seeded_generator(self.seed, SHUFFLE_STREAM, epoch)
+
+
 def split_loader(datamodule: LightningDataModule, split: str) -> DataLoader:
     """The DataLoader of ``datamodule.datasets[split]``, shuffled (seeded) only for ``"train"``.
 
     ``datamodule`` provides ``datasets`` (filled by ``setup``), ``batch_size``, ``seed`` and
-    ``num_workers``. The shuffle's generator is seeded by ``(seed, SHUFFLE_STREAM)`` and lives as
-    long as the loader, so each epoch has a new order and the sequence of orders is reproducible.
-    Under DDP, Lightning swaps the sampler for a ``DistributedSampler``, which shuffles by itself.
+    ``num_workers``. The training order of epoch ``e`` is drawn from ``(seed, SHUFFLE_STREAM, e)``
+    (:class:`EpochRandomSampler`), so it is reproducible and the same after resuming from a
+    checkpoint. Under DDP, Lightning swaps the sampler for a ``DistributedSampler``, which shuffles
+    by the seed and epoch by itself.
     """
     if split not in datamodule.datasets:
         raise RuntimeError(f"{type(datamodule).__name__}: setup() must run before the {split} dataloader is built")
-    shuffle = split == "train"
+    dataset = datamodule.datasets[split]
     return DataLoader(
-        datamodule.datasets[split],
+        dataset,
         batch_size=datamodule.batch_size,
-        shuffle=shuffle,
-        generator=seeded_generator(datamodule.seed, SHUFFLE_STREAM) if shuffle else None,
+        sampler=EpochRandomSampler(dataset, datamodule.seed) if split == "train" else None,
         num_workers=datamodule.num_workers,
         persistent_workers=datamodule.num_workers > 0,
     )

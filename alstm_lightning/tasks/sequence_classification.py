@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -14,7 +14,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ..layers.checks import check_bool, check_choice, check_positive_int, check_probability
 from ..layers.policy import POLICY_LAYOUTS, PolicyLayout
+from .checkpoints import restore_checkpoint, save_random_state
 from .encoders import ENCODERS, EncoderName, make_encoder
+from .optimization import configure_optimization
 
 Pooling = Literal["last", "mean", "max", "none"]
 TaskKind = Literal["classification", "regression"]
@@ -22,6 +24,11 @@ POOLINGS: tuple[str, ...] = ("last", "mean", "max", "none")
 TASK_KINDS: tuple[str, ...] = ("classification", "regression")
 #: The target value of per-step targets on steps that are not scored (as in ``F.cross_entropy``).
 IGNORE_INDEX = -100
+#: The hyperparameters that define the architecture: a checkpoint loads only into a model with the same.
+ARCHITECTURE_HPARAMS: tuple[str, ...] = (
+    "num_classes", "vocab_size", "input_size", "pad_index", "task", "encoder", "embedding_size", "hidden_size",
+    "adapt_size", "num_layers", "bidirectional", "policy_layout", "pooling",
+)
 
 
 class SequenceClassificationTask(L.LightningModule):
@@ -246,12 +253,15 @@ class SequenceClassificationTask(L.LightningModule):
             Logits ``(B, C)`` (``(B, T, C)`` with ``pooling="none"``); for regression ``C = 1``.
 
         Raises:
-            TypeError, ValueError: for inputs or lengths of the wrong kind or shape.
+            TypeError, ValueError: for inputs or lengths of the wrong kind or shape, token ids outside
+                ``[0, vocab_size)``, or NaN / infinite features on valid steps (padded steps may hold
+                anything).
         """
         self._check_inputs(inputs)
         if lengths is None:
             lengths = torch.full((inputs.size(0),), inputs.size(1), dtype=torch.long, device=inputs.device)
         self._check_lengths(lengths, inputs)
+        self._check_values(inputs, lengths)
         output = self.encode(inputs, lengths)
         return self.head(self.pool(output, lengths.to(output.device)))
 
@@ -310,17 +320,26 @@ class SequenceClassificationTask(L.LightningModule):
             return outputs.squeeze(-1)
         return outputs.softmax(-1)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Adam with learning-rate cuts at ``lr_milestones`` (none when ``None``)."""
         hp = self.hparams
-        optimizer = torch.optim.Adam(
-            self.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
+        return configure_optimization(
+            self.parameters(),
+            "adam",
+            hp.lr,
+            hp.weight_decay,
+            betas=hp.betas,
+            lr_milestones=hp.lr_milestones or (),
+            lr_gamma=hp.lr_gamma,
         )
-        if hp.lr_milestones is None:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(hp.lr_milestones), gamma=hp.lr_gamma
-        )
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Add the random generators' states, so a resumed fit draws the same dropout masks."""
+        save_random_state(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of another architecture (:data:`ARCHITECTURE_HPARAMS`); restore the random state when resuming."""
+        restore_checkpoint(self, checkpoint, ARCHITECTURE_HPARAMS)
 
     def _check_inputs(self, inputs: object) -> None:
         owner = type(self).__name__
@@ -355,6 +374,24 @@ class SequenceClassificationTask(L.LightningModule):
                 f"{owner}: lengths must be in [1, T={inputs.size(1)}], got values in [{low}, {high}]"
             )
 
+    def _check_values(self, inputs: Tensor, lengths: Tensor) -> None:
+        owner = type(self).__name__
+        vocab_size = self.hparams.vocab_size
+        if vocab_size is not None:
+            low, high = int(inputs.min()), int(inputs.max())
+            if low < 0 or high >= vocab_size:
+                raise ValueError(
+                    f"{owner}: inputs must be token ids in [0, vocab_size={vocab_size}), got values in [{low}, {high}]"
+                )
+            return
+        valid = torch.arange(inputs.size(1), device=inputs.device) < lengths.to(inputs.device).unsqueeze(1)  # (B, T)
+        # a NaN would spread through the recurrence and the loss into every weight at the next step
+        bad = ~torch.isfinite(inputs[valid])  # (steps, I)
+        if bad.any():
+            raise ValueError(
+                f"{owner}: inputs must be finite on the valid steps, got {int(bad.sum())} NaN or infinite values"
+            )
+
     def _check_targets(self, targets: object, inputs: Tensor) -> None:
         owner = type(self).__name__
         if not isinstance(targets, Tensor):
@@ -369,6 +406,10 @@ class SequenceClassificationTask(L.LightningModule):
             )
         if self.hparams.task == "classification" and (targets.is_floating_point() or targets.dtype == torch.bool):
             raise TypeError(f"{owner}: targets must be integer class ids for classification, got dtype {targets.dtype}")
+        if targets.is_floating_point() and not torch.isfinite(targets).all():
+            raise ValueError(
+                f"{owner}: targets must be finite, got {int((~torch.isfinite(targets)).sum())} NaN or infinite values"
+            )
 
 
 def _describe(value: object) -> str:

@@ -175,9 +175,11 @@ def test_optimizer_and_schedule_follow_the_hyperparameters():
     group = config["optimizer"].param_groups[0]
     assert isinstance(config["optimizer"], torch.optim.Adam)
     assert (group["lr"], group["betas"], group["weight_decay"]) == (0.02, (0.8, 0.9), 1e-4)
-    assert isinstance(config["lr_scheduler"], torch.optim.lr_scheduler.MultiStepLR)
-    assert dict(config["lr_scheduler"].milestones) == {2: 1, 5: 1}
-    assert isinstance(make_task().configure_optimizers(), torch.optim.Adam)
+    scheduler = config["lr_scheduler"]["scheduler"]
+    assert isinstance(scheduler, torch.optim.lr_scheduler.MultiStepLR) and config["lr_scheduler"]["interval"] == "epoch"
+    assert (dict(scheduler.milestones), scheduler.gamma) == ({2: 1, 5: 1}, 0.5)
+    # no milestones: a constant learning rate
+    assert not make_task().configure_optimizers()["lr_scheduler"]["scheduler"].milestones
 
 
 def test_hyperparameters_are_saved():

@@ -1,0 +1,84 @@
+"""A CLI fit stopped by SIGTERM or Ctrl+C (SIGINT) leaves a checkpoint that loads and resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import torch
+from lightning import Callback, Trainer
+
+from alstm_lightning import LanguageModelingTask, WordCorpusDataModule
+
+from .conftest import TINY_LM_ARGS, run_cli, write_word_corpus
+
+#: Training windows per epoch of the corpus below (400 words + <eos> per line, 4 streams, bptt 10).
+STEPS_PER_EPOCH = 11
+
+
+class SendSignal(Callback):
+    """Send ``signal_name`` to this very process after training step ``at_step``: a deterministic interrupt.
+
+    Args:
+        signal_name: ``"SIGTERM"`` or ``"SIGINT"``.
+        at_step: the global step after which the signal is sent.
+    """
+
+    def __init__(self, signal_name: str, at_step: int) -> None:
+        self.signal_name = signal_name
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.at_step:
+            os.kill(os.getpid(), getattr(signal, self.signal_name))
+
+
+def interrupted_fit(tmp_path, signal_name: str):
+    """Run a 2-epoch CLI fit that sends itself ``signal_name`` after step 3; return its result, last.ckpt and args."""
+    corpus = write_word_corpus(tmp_path / "corpus", num_words=400)
+    config = tmp_path / "interrupt.yaml"
+    config.write_text(
+        "trainer:\n  callbacks:\n    - class_path: tests.reliability.test_interrupt.SendSignal\n"
+        f"      init_args: {{signal_name: {signal_name}, at_step: 3}}\n"
+    )
+    args = ["fit", *TINY_LM_ARGS, "--data.data_dir", str(corpus), "--trainer.max_epochs", "2"]
+    result = run_cli([*args, "--config", str(config)], tmp_path)
+    checkpoints = sorted(path.name for path in (tmp_path / "runs" / "version_0" / "checkpoints").iterdir())
+    # the state at the interrupt, under the checkpoint pattern and as last.ckpt
+    assert checkpoints == ["best-epoch=0-step=3.ckpt", "last.ckpt"], result.stderr[-3000:]
+    last = tmp_path / "runs" / "version_0" / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=False)
+    assert (state["epoch"], state["global_step"]) == (0, 3)
+    model = LanguageModelingTask.load_from_checkpoint(last)
+    torch.testing.assert_close(model.state_dict(), state["state_dict"])
+    return result, last, args
+
+
+def test_sigterm_leaves_a_checkpoint_the_cli_resumes_from(tmp_path):
+    interrupted, last, args = interrupted_fit(tmp_path, "SIGTERM")
+    # Lightning finishes the current batch and saves through on_exception; the CLI exits with 128 + SIGTERM
+    assert interrupted.returncode == 143, interrupted.stderr[-3000:]
+
+    resumed = run_cli([*args, "--ckpt_path", str(last)], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "not resumable" in resumed.stderr  # Lightning warns that the checkpoint is mid-epoch
+    final = torch.load(tmp_path / "runs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=False)
+    # Documented mid-epoch behaviour (docs/reliability.md): the loader restarts the interrupted epoch's
+    # windows from the first and Lightning ends that epoch one step short; epoch 1 is whole.
+    assert (final["epoch"], final["global_step"]) == (1, 2 * STEPS_PER_EPOCH - 1)
+
+
+def test_ctrl_c_leaves_a_checkpoint_a_trainer_resumes_from(tmp_path):
+    interrupted, last, _ = interrupted_fit(tmp_path, "SIGINT")
+    assert interrupted.returncode == 1, interrupted.stderr[-3000:]  # Lightning's exit status after Ctrl+C
+    assert "KeyboardInterrupt" in interrupted.stderr
+
+    state = torch.load(last, weights_only=False)
+    model = LanguageModelingTask.load_from_checkpoint(last)
+    data = WordCorpusDataModule(**{k: v for k, v in state["datamodule_hyper_parameters"].items() if k[0] != "_"})
+    trainer = Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        reload_dataloaders_every_n_epochs=1, default_root_dir=tmp_path / "resumed",
+    )
+    trainer.fit(model, data, ckpt_path=last)
+    assert (trainer.current_epoch, trainer.global_step) == (2, 2 * STEPS_PER_EPOCH - 1)
