@@ -18,6 +18,7 @@ from .data import (
     WordCorpusDataModule,
 )
 from .layers import (
+    AWDLSTM,
     POLICY_LAYOUTS,
     AdaptiveState,
     LockedDropout,
@@ -37,11 +38,12 @@ from .layers import (
     unused_policy_fraction,
     variational_mask,
 )
-from .tasks import LanguageModelingTask, SequenceClassificationTask, make_encoder
+from .tasks import DynamicEvaluation, LanguageModelingTask, NeuralCache, SequenceClassificationTask, make_encoder
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AWDLSTM",
     "NTASGD",
     "POLICY_LAYOUTS",
     "AdaptiveState",
@@ -49,9 +51,11 @@ __all__ = [
     "CharCorpusDataModule",
     "CopyMemoryDataModule",
     "DigitsDataModule",
+    "DynamicEvaluation",
     "LanguageModelingDataModule",
     "LanguageModelingTask",
     "LockedDropout",
+    "NeuralCache",
     "PennTreebankDataModule",
     "PolicyMonitor",
     "Project",

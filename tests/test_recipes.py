@@ -37,13 +37,22 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
 
 
 def tiny_data_overrides(recipe: str, root: Path) -> list[str]:
-    """Point a recipe that needs user data at tiny files written here."""
+    """Point a recipe that needs user data at tiny files written here.
+
+    A fine-tuning recipe also needs a checkpoint to start from: a one-step fit of the recipe it
+    fine-tunes writes one, on the same tiny data and with the same (small) model sizes.
+    """
     words = [f"w{i % 37}" for i in range(3000)]
     lines = "\n".join(" ".join(words[i : i + 15]) for i in range(0, len(words), 15)) + "\n"
-    if recipe in ("ptb_alstm", "ptb_lstm", "wt2_alstm"):
+    if recipe in ("ptb_alstm", "ptb_lstm", "wt2_alstm", "ptb_awd_lstm", "ptb_awd_lstm_finetune"):
         for split in ("train", "valid", "test"):
             (root / f"{split}.txt").write_text(lines)
-        return ["--data.init_args.data_dir", str(root), "--data.init_args.download", "false"]
+        overrides = ["--data.init_args.data_dir", str(root), "--data.init_args.download", "false"]
+        if recipe.endswith("_finetune"):
+            # the checkpoint plumbing is under test, not the size: both runs use a small model
+            overrides += ["--model.init_args.embedding_size", "16", "--model.init_args.hidden_size", "32"]
+            return [*overrides, "--model.init_args.init_checkpoint", str(one_step_checkpoint(recipe, root, overrides))]
+        return overrides
     if recipe == "shakespeare_char":
         (root / "input.txt").write_text("To be, or not to be: that is the question.\n" * 400)
         return ["--data.init_args.data_dir", str(root)]
@@ -56,6 +65,18 @@ def tiny_data_overrides(recipe: str, root: Path) -> list[str]:
                     writer.writerow([f"a fine film number {i}" if i % 2 else f"a dull film number {i}", f"l{i % 2}"])
         return ["--data.init_args.train_path", str(root / "train.csv"), "--data.init_args.val_path", str(root / "val.csv")]
     return []
+
+
+def one_step_checkpoint(finetune_recipe: str, root: Path, overrides: list[str]) -> Path:
+    """The ``last.ckpt`` of a one-step fit of the recipe that ``finetune_recipe`` fine-tunes."""
+    base = REPO / "recipes" / f"{finetune_recipe.removesuffix('_finetune')}.yaml"
+    run_cli(
+        ["fit", "--config", str(base), *overrides, "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1",
+         "--trainer.num_sanity_val_steps", "0",
+         "--checkpoint.dirpath", str(root / "base"), "--checkpoint.save_top_k", "0"],
+        root,
+    )
+    return root / "base" / "last.ckpt"
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])

@@ -1,5 +1,6 @@
-"""Pure-torch adaptive recurrent layers: cells, stacks, policy, state and dropout."""
+"""Pure-torch recurrent layers: adaptive cells and stacks, policy, state, dropout, and the AWD-LSTM baseline."""
 
+from .awd_lstm import AWDLSTM
 from .cell import aLSTMCell, alstm_cell, aRNNCell, arnn_cell
 from .inspect import trace_policies
 from .dropout import LockedDropout, embedding_dropout, variational_mask
@@ -9,6 +10,7 @@ from .state import AdaptiveState
 from .weight_drop import WeightDropLSTM
 
 __all__ = [
+    "AWDLSTM",
     "POLICY_LAYOUTS",
     "AdaptiveState",
     "LockedDropout",

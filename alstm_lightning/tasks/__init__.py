@@ -1,7 +1,17 @@
 """Lightning tasks: one LightningModule per problem, made to be subclassed."""
 
+from .dynamic_evaluation import DynamicEvaluation
 from .encoders import ENCODERS, make_encoder
 from .language_modeling import LanguageModelingTask, LanguageModelOutput
+from .neural_cache import NeuralCache
 from .sequence_classification import SequenceClassificationTask
 
-__all__ = ["ENCODERS", "LanguageModelOutput", "LanguageModelingTask", "SequenceClassificationTask", "make_encoder"]
+__all__ = [
+    "ENCODERS",
+    "DynamicEvaluation",
+    "LanguageModelOutput",
+    "LanguageModelingTask",
+    "NeuralCache",
+    "SequenceClassificationTask",
+    "make_encoder",
+]

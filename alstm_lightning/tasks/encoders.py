@@ -1,4 +1,4 @@
-"""Build a recurrent encoder by name: our ``aLSTM`` or ``aRNN``, or the ``torch.nn.LSTM`` baseline."""
+"""Build a recurrent encoder by name: our ``aLSTM`` or ``aRNN``, or the ``torch.nn.LSTM`` and AWD-LSTM baselines."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from typing import Literal
 
 from torch import nn
 
-from ..layers import aLSTM, aRNN
-from ..layers.checks import check_choice
+from ..layers import AWDLSTM, aLSTM, aRNN
+from ..layers.checks import check_choice, check_probability
 from ..layers.policy import PolicyLayout
 
-EncoderName = Literal["alstm", "arnn", "lstm"]
-ENCODERS: tuple[str, ...] = ("alstm", "arnn", "lstm")
+EncoderName = Literal["alstm", "arnn", "lstm", "awd_lstm"]
+ENCODERS: tuple[str, ...] = ("alstm", "arnn", "lstm", "awd_lstm")
 
 
 def make_encoder(
@@ -25,6 +25,7 @@ def make_encoder(
     adapt_dropout: float = 0.0,
     bidirectional: bool = False,
     policy_layout: PolicyLayout = "paper",
+    weight_dropout: float = 0.0,
 ) -> nn.Module:
     """A time-major recurrent encoder, ``forward(x, hx=None) -> (output, state)``, chosen by name.
 
@@ -40,11 +41,17 @@ def make_encoder(
       and none on what recurs), not the aLSTM's variational dropout on every layer's ``h``;
     * ``adapt_size``, ``adapt_dropout`` and ``policy_layout`` do not apply and are ignored.
 
-    The state is an :class:`~alstm_lightning.AdaptiveState` for the adaptive encoders and torch's
-    ``(h, c)`` pair, each ``(L*D, B, O)`` / ``(L*D, B, H)``, for ``"lstm"``.
+    ``"awd_lstm"`` builds AWD-LSTM's encoder (Merity et al. 2018), :class:`~alstm_lightning.layers.AWDLSTM`:
+    L one-layer LSTMs, ``hidden_size`` units each but the last, which has ``output_size``, with
+    ``weight_dropout`` on every ``W_hh`` and ``dropout`` as locked dropout between layers (AWD-LSTM's
+    ``dropouth``); it is unidirectional, and the adaptive arguments are ignored as for ``"lstm"``.
+
+    The state is an :class:`~alstm_lightning.AdaptiveState` for the adaptive encoders, torch's
+    ``(h, c)`` pair, each ``(L*D, B, O)`` / ``(L*D, B, H)``, for ``"lstm"``, and a list of L
+    ``(h_l, c_l)`` pairs, each ``(1, B, H_l)``, for ``"awd_lstm"``.
 
     Args:
-        name: ``"alstm"``, ``"arnn"`` or ``"lstm"``.
+        name: ``"alstm"``, ``"arnn"``, ``"lstm"`` or ``"awd_lstm"``.
         input_size: I, features of the input.
         hidden_size: H, units of every layer (but the last for the adaptive encoders).
         adapt_size: A, units of each layer's adaptation LSTM (adaptive encoders only).
@@ -54,16 +61,34 @@ def make_encoder(
         adapt_dropout: variational dropout on the adaptation states (adaptive encoders only).
         bidirectional: add a reverse direction; outputs are ``D*O`` wide.
         policy_layout: ``"paper"`` or ``"reference"`` (adaptive encoders only).
+        weight_dropout: weight drop (DropConnect) on every ``W_hh`` (``"awd_lstm"`` only).
 
     Returns:
         The encoder, input ``(T, B, I)``, output ``(T, B, D*O)``.
 
     Raises:
-        ValueError: for an unknown ``name``, or ``output_size > hidden_size`` with ``"lstm"``
-            (torch's projection only narrows); the encoders validate the other arguments.
+        ValueError: for an unknown ``name``, ``output_size > hidden_size`` with ``"lstm"`` (torch's
+            projection only narrows), ``bidirectional`` or a nonzero ``weight_dropout`` where the
+            encoder has none; the encoders validate the other arguments.
     """
     check_choice("make_encoder", "name", name, ENCODERS)
+    check_probability("make_encoder", "weight_dropout", weight_dropout)
+    if weight_dropout != 0.0 and name != "awd_lstm":
+        raise ValueError(
+            f"make_encoder: weight_dropout must be 0 unless name='awd_lstm', got {weight_dropout} with name={name!r}"
+        )
     output_size = hidden_size if output_size is None else output_size
+    if name == "awd_lstm":
+        if bidirectional:
+            raise ValueError("make_encoder: bidirectional must be False for name='awd_lstm', got True")
+        return AWDLSTM(
+            input_size,
+            hidden_size,
+            output_size=output_size,
+            num_layers=num_layers,
+            dropout=dropout,
+            weight_dropout=weight_dropout,
+        )
     if name == "lstm":
         if output_size > hidden_size:
             raise ValueError(

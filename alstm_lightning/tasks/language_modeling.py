@@ -5,7 +5,7 @@ itself AWD-LSTM's, Merity et al. 2018):
 
     e = embedding_dropout(E, w)            # drop whole words from the table E: (V, E)
     x = locked_dropout(e)                  # one mask per sequence on the embedded input
-    y, state = encoder(x, state)           # aLSTM (default), aRNN or nn.LSTM; y: (T, B, O)
+    y, state = encoder(x, state)           # aLSTM (default), aRNN, nn.LSTM or AWD-LSTM; y: (T, B, O)
     z = locked_dropout(y)                  # one mask per sequence on the encoder's output
     logits = W z + b                       # W is E when the weights are tied (O = E)
 
@@ -18,22 +18,48 @@ validation and 1 for test) and reports total NLL / total tokens.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal, NamedTuple
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from lightning_utilities import apply_to_collection
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from ..layers import LockedDropout, embedding_dropout
-from ..layers.checks import check_bool, check_choice, check_positive_int, check_probability
+from ..layers.checks import check_bool, check_choice, check_non_negative_int, check_positive_int, check_probability
 from ..layers.policy import PolicyLayout
+from .checkpoints import restore_checkpoint, save_random_state
+from .dynamic_evaluation import DYNAMIC_RULES, DynamicEvaluation
 from .encoders import ENCODERS, EncoderName, make_encoder
+from .neural_cache import NeuralCache
+from .optimization import OPTIMIZERS, OptimizerName, configure_optimization
 
 Level = Literal["word", "char"]
 STAGES: tuple[str, ...] = ("train", "val", "test")
+#: the hyperparameters that define the architecture: a checkpoint loads only into a model with the same
+ARCHITECTURE_HPARAMS: tuple[str, ...] = (
+    "vocab_size",
+    "encoder",
+    "embedding_size",
+    "hidden_size",
+    "adapt_size",
+    "num_layers",
+    "tie_weights",
+    "policy_layout",
+)
+#: the ``__init__`` arguments that only ``test`` reads (kept out of ``hparams`` and checkpoints)
+TEST_TIME_OPTIONS: tuple[str, ...] = (
+    "cache_size",
+    "cache_theta",
+    "cache_lambda",
+    "dynamic_eval",
+    "dynamic_lr",
+    "dynamic_decay",
+)
 
 
 class LanguageModelOutput(NamedTuple):
@@ -41,8 +67,8 @@ class LanguageModelOutput(NamedTuple):
 
     Fields:
         logits: next-token scores, ``(T, B, V)``.
-        state: the encoder's final state (an :class:`~alstm_lightning.AdaptiveState`, or
-            ``(h, c)`` for ``nn.LSTM``), to continue from.
+        state: the encoder's final state (an :class:`~alstm_lightning.AdaptiveState`, ``(h, c)``
+            for ``nn.LSTM``, or a list of per-layer ``(h, c)`` for AWD-LSTM), to continue from.
         output: the encoder's output after the output dropout, the decoder's input, ``(T, B, O)``.
         raw_output: the encoder's output before that dropout, ``(T, B, O)``.
     """
@@ -99,6 +125,25 @@ class LanguageModelingTask(L.LightningModule):
           per epoch (Lightning adds ``_step`` / ``_epoch`` to the logger's keys); validation and
           test per epoch only, the value over the whole split, so ``val/loss`` and ``test/ppl``
           keep their names everywhere.
+        * Test-time options (``test`` only; training and validation ignore them). They are not
+          comparable to static evaluation, and their names say so: ``test/loss`` and
+          ``test/ppl`` (``bpc``) are only ever the static model's score. ``cache_size > 0``
+          mixes in the neural cache (Grave et al. 2017, :class:`~.neural_cache.NeuralCache`)
+          and logs ``test/cache_loss`` and ``test/cache_ppl`` beside the static metrics.
+          ``dynamic_eval`` adapts the weights to the test split as it is scored (Krause et al.
+          2018, :class:`~.dynamic_evaluation.DynamicEvaluation`) and logs ``test/dynamic_loss``
+          and ``test/dynamic_ppl`` *instead of* ``test/loss`` / ``test/ppl``; with both on, the
+          mixture is ``test/dynamic_cache_*``. Dynamic evaluation needs
+          ``Trainer(inference_mode=False)`` (CLI: ``--trainer.inference_mode false``), puts the
+          weights back at the test epoch's end (an interrupted test leaves them adapted), and
+          adapts one set of weights to all B test streams: the papers' protocol is B = 1
+          (``test_batch_size=1``, the default). Under DDP each process adapts on its own streams.
+          Both carry their memory (cache, adapted weights) across windows and start afresh at
+          each test epoch's start; the window length (the DataModule's ``bptt``) sets how often
+          dynamic evaluation steps (Krause et al. used 5) but does not change the cache's result.
+          The options are attributes, not ``hparams``: checkpoints do not keep them, so each
+          ``test --ckpt_path`` run takes them from its own command line (LightningCLI would
+          otherwise put the checkpoint's hyperparameters over it).
 
     Subclass hooks: :meth:`build_encoder`, :meth:`build_decoder`, :meth:`loss`, :meth:`regularization`.
 
@@ -106,8 +151,9 @@ class LanguageModelingTask(L.LightningModule):
         vocab_size: V, tokens in the vocabulary (linked from the DataModule's ``vocab_size``).
         level: ``"word"`` reports perplexity (``*/ppl``), ``"char"`` bits per character
             (``*/bpc``); linked from the DataModule's ``level``.
-        encoder: ``"alstm"``, ``"arnn"`` or ``"lstm"`` (``torch.nn.LSTM``; with tied weights
-            and ``hidden_size > embedding_size`` its ``proj_size`` is ``embedding_size``).
+        encoder: ``"alstm"``, ``"arnn"``, ``"lstm"`` (``torch.nn.LSTM``; with tied weights
+            and ``hidden_size > embedding_size`` its ``proj_size`` is ``embedding_size``) or
+            ``"awd_lstm"`` (AWD-LSTM's stack of weight-dropped LSTMs, the last of O units).
         embedding_size: E, width of the word embeddings.
         hidden_size: H, units of the encoder's layers (all but the last for the aLSTM/aRNN).
         adapt_size: A, units of each aLSTM/aRNN layer's adaptation model (unused by ``"lstm"``).
@@ -117,7 +163,7 @@ class LanguageModelingTask(L.LightningModule):
         embedding_dropout: probability of dropping a whole word from the embedding table.
         input_dropout: locked (variational) dropout on the embedded input.
         dropout: the encoder's own hidden dropout (aLSTM/aRNN: variational on every layer's
-            ``h``; ``nn.LSTM``: between layers).
+            ``h``; ``nn.LSTM``: between layers; AWD-LSTM: locked, between layers, its ``dropouth``).
         adapt_dropout: the aLSTM/aRNN's variational dropout on the adaptation states.
         output_dropout: locked (variational) dropout on the encoder's output.
         ar_alpha: activation regularisation (Merity et al. 2018), ``alpha * mean(z**2)`` on the
@@ -127,12 +173,33 @@ class LanguageModelingTask(L.LightningModule):
         policy_layout: the aLSTM/aRNN's ``"paper"`` or ``"reference"`` policy layout.
         bptt: the nominal window length that the learning rate is scaled against (linked from
             the DataModule's ``bptt``).
-        lr: Adam's base learning rate.
+        lr: the base learning rate (Adam's or SGD's).
         betas: Adam's ``(beta1, beta2)``; the paper uses no momentum.
         eps: Adam's epsilon.
-        weight_decay: L2 penalty on every parameter (Adam's coupled ``weight_decay``).
+        weight_decay: L2 penalty on every parameter (the optimizer's coupled ``weight_decay``).
         lr_milestones: epochs after which the learning rate is multiplied by ``lr_gamma``.
         lr_gamma: the factor of each cut.
+        weight_dropout: weight drop (DropConnect) on every recurrent matrix ``W_hh``, AWD-LSTM's
+            ``wdrop``; ``"awd_lstm"`` only (must be 0 for the other encoders).
+        optimizer: ``"adam"`` (``lr``, ``betas``, ``eps``, ``weight_decay``) or ``"sgd"``: plain SGD
+            with ``lr`` and ``weight_decay`` only, as AWD-LSTM trains (no momentum; ``betas`` and
+            ``eps`` unused).
+        init_checkpoint: a checkpoint whose weights (``state_dict`` only) a fit starts from, the
+            fine-tuning start; read when a fit starts, not here, and not when the fit resumes from
+            a ``ckpt_path`` or the module came from ``load_from_checkpoint`` (see :meth:`on_fit_start`).
+        cache_size: test only: the neural cache's length per stream (Grave et al. 2017); 0 turns
+            it off. Defaults of the three: AWD-LSTM's Penn Treebank pointer values (Merity et al.
+            2018), 500 / 0.662 / 0.1279; tune them on validation data for other models.
+        cache_theta: test only: the flatness theta of the cache's attention, ``>= 0``.
+        cache_lambda: test only: the cache's weight lambda in the mixture, in ``[0, 1)``.
+        dynamic_eval: test only: ``"off"``, or dynamic evaluation (Krause et al. 2018) with the
+            ``"sgd"`` or ``"rms"`` rule (see :class:`~.dynamic_evaluation.DynamicEvaluation`);
+            needs ``Trainer(inference_mode=False)``.
+        dynamic_lr: test only: dynamic evaluation's step size eta, ``>= 0``; the default is
+            Krause et al.'s released ``"rms"`` setting for AWD-LSTM (windows of 5 tokens), and
+            ``"sgd"`` needs a much larger one: tune it on validation data.
+        dynamic_decay: test only: the pull lambda toward the trained weights, in ``[0, 1]``;
+            the default is Krause et al.'s released setting, as for ``dynamic_lr``.
 
     Raises:
         TypeError, ValueError: for an argument of the wrong type or value.
@@ -163,6 +230,15 @@ class LanguageModelingTask(L.LightningModule):
         weight_decay: float = 1e-6,
         lr_milestones: tuple[int, ...] = (100, 160),
         lr_gamma: float = 0.1,
+        weight_dropout: float = 0.0,
+        optimizer: OptimizerName = "adam",
+        init_checkpoint: str | None = None,
+        cache_size: int = 0,
+        cache_theta: float = 0.662,
+        cache_lambda: float = 0.1279,
+        dynamic_eval: Literal["off", "sgd", "rms"] = "off",
+        dynamic_lr: float = 5e-5,
+        dynamic_decay: float = 0.002,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -179,12 +255,37 @@ class LanguageModelingTask(L.LightningModule):
         check_choice(owner, "encoder", encoder, ENCODERS)
         check_bool(owner, "tie_weights", tie_weights)
         check_probability(owner, "embedding_dropout", embedding_dropout)
-        for name, value in [("ar_alpha", ar_alpha), ("tar_beta", tar_beta)]:
+        for name, value in [
+            ("ar_alpha", ar_alpha),
+            ("tar_beta", tar_beta),
+            ("cache_theta", cache_theta),
+            ("dynamic_lr", dynamic_lr),
+            ("dynamic_decay", dynamic_decay),
+        ]:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__} ({value!r})")
             if value < 0:
                 raise ValueError(f"{owner}: {name} must be non-negative, got {value}")
-        self.save_hyperparameters()
+        check_probability(owner, "weight_dropout", weight_dropout)
+        if weight_dropout != 0.0 and encoder != "awd_lstm":
+            raise ValueError(
+                f"{owner}: weight_dropout must be 0 unless encoder='awd_lstm', got {weight_dropout} "
+                f"with encoder={encoder!r}"
+            )
+        check_choice(owner, "optimizer", optimizer, OPTIMIZERS)
+        if init_checkpoint is not None and not isinstance(init_checkpoint, str):
+            raise TypeError(
+                f"{owner}: init_checkpoint must be a str path or None, got {type(init_checkpoint).__name__} "
+                f"({init_checkpoint!r})"
+            )
+        check_non_negative_int(owner, "cache_size", cache_size)
+        check_probability(owner, "cache_lambda", cache_lambda)
+        check_choice(owner, "dynamic_eval", dynamic_eval, ("off", *DYNAMIC_RULES))
+        if dynamic_decay > 1:
+            raise ValueError(f"{owner}: dynamic_decay must be in [0, 1], got {dynamic_decay}")
+        # the test-time options are no property of the trained model: kept out of checkpoints, else
+        # LightningCLI's `test --ckpt_path` would put the checkpoint's values over the command line's
+        self.save_hyperparameters(ignore=list(TEST_TIME_OPTIONS))
 
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         # as in the original code: small uniform embeddings, the tied decoder starting from them
@@ -201,6 +302,24 @@ class LanguageModelingTask(L.LightningModule):
         # per stage, the last window's final state, detached; None starts from zeros
         self._states: dict[str, Any] = dict.fromkeys(STAGES)
         self._window_length = bptt
+        # whether the weights came from a checkpoint (restored, or init_checkpoint loaded): then
+        # init_checkpoint is not loaded (again) when a fit starts
+        self._weights_from_checkpoint = False
+        # test-time options (see Pitfalls). Scores of a model adapting to the test split are
+        # logged as test/dynamic_*, the cache mixture's as test/cache_* (or test/dynamic_cache_*),
+        # so that test/loss and test/ppl only ever mean static evaluation
+        adapted = "dynamic_" if dynamic_eval != "off" else ""
+        if adapted:
+            self.test_metrics = nn.ModuleDict({f"{adapted}{name}": m for name, m in self.test_metrics.items()})
+        self.neural_cache = NeuralCache(cache_size, cache_theta, cache_lambda) if cache_size else None
+        if self.neural_cache is not None:
+            self.test_cache_metrics = nn.ModuleDict(
+                {f"{adapted}cache_loss": MeanMetric(), f"{adapted}cache_{metric_name}": metric_class()}
+            )
+        self.cache_size, self.cache_theta, self.cache_lambda = cache_size, cache_theta, cache_lambda
+        self.dynamic_eval, self.dynamic_lr, self.dynamic_decay = dynamic_eval, dynamic_lr, dynamic_decay
+        # built at each test epoch's start, from the weights then; None when dynamic_eval="off"
+        self._dynamic: DynamicEvaluation | None = None
 
     @property
     def output_size(self) -> int:
@@ -225,6 +344,7 @@ class LanguageModelingTask(L.LightningModule):
             dropout=hp.dropout,
             adapt_dropout=hp.adapt_dropout,
             policy_layout=hp.policy_layout,
+            weight_dropout=hp.weight_dropout,
         )
 
     def build_decoder(self) -> nn.Module:
@@ -268,6 +388,11 @@ class LanguageModelingTask(L.LightningModule):
             raise TypeError(f"{owner}: input must be an integer tensor of token ids, got {kind}")
         if input.dim() != 2:
             raise ValueError(f"{owner}: input must have 2 dimensions (T, B), got shape {tuple(input.shape)}")
+        if not ((input >= 0) & (input < self.hparams.vocab_size)).all():
+            raise ValueError(
+                f"{owner}: input ids must be in [0, vocab_size={self.hparams.vocab_size}), "
+                f"got range [{input.min().item()}, {input.max().item()}]"
+            )
         x = embedding_dropout(self.embedding, input, self.hparams.embedding_dropout, self.training)  # (T, B, E)
         x = self.input_dropout(x)
         raw_output, state = self.encoder(x, hx)  # (T, B, O)
@@ -284,6 +409,11 @@ class LanguageModelingTask(L.LightningModule):
             The mean NLL per token and the model's output.
         """
         input, target = batch
+        if target.shape != input.shape:
+            raise ValueError(
+                f"{type(self).__name__}: a batch's target must have its input's shape {tuple(input.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
         out = self(input, self._states[stage])
         self._states[stage] = apply_to_collection(out.state, Tensor, Tensor.detach)
         nll = self.loss(out.logits, target)
@@ -302,7 +432,35 @@ class LanguageModelingTask(L.LightningModule):
         self.shared_step(batch, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self.shared_step(batch, "test")
+        """Score one test window: statically, or with dynamic evaluation and/or the neural cache.
+
+        Dynamic evaluation scores the window first and updates the weights from its gradient
+        after, so no token is scored by weights that have seen it. The cache scores the window
+        with the model's output and the hidden states before that update.
+        """
+        if self._dynamic is None:
+            _, out = self.shared_step(batch, "test")
+        else:
+            with torch.enable_grad():
+                nll, out = self.shared_step(batch, "test")
+                gradients = torch.autograd.grad(nll, self._dynamic.parameters, allow_unused=True)
+            self._dynamic.step(gradients)
+        if self.neural_cache is not None:
+            self.cache_step(out, batch[1])
+
+    def cache_step(self, out: LanguageModelOutput, target: Tensor) -> None:
+        """Score a test window with the model mixed with the neural cache; log ``test/*cache_*``.
+
+        Args:
+            out: the model's output on the window (its raw output is the cache's ``h``).
+            target: the window's next tokens, ``(T, B)``.
+        """
+        log_p = self.neural_cache(out.raw_output.detach(), target, out.logits.detach())  # (T, B)
+        # reduced by nll_loss, as cross_entropy reduces the static loss: cache_lambda = 0 gives test/loss bit for bit
+        nll = F.nll_loss(log_p.reshape(-1, 1), torch.zeros_like(target).flatten())
+        for name, metric in self.test_cache_metrics.items():
+            metric(nll, target.numel())
+            self.log(f"test/{name}", metric, on_epoch=True, batch_size=target.size(1))
 
     def predict_step(self, batch: Tensor, batch_idx: int = 0) -> Tensor:
         """Per-token log-probabilities of B texts, each scored from a zero state.
@@ -331,7 +489,30 @@ class LanguageModelingTask(L.LightningModule):
         self._states["val"] = None
 
     def on_test_epoch_start(self) -> None:
+        """Start the test split afresh: zero state, empty cache, dynamic evaluation from the current weights.
+
+        Raises:
+            RuntimeError: with ``dynamic_eval`` on, if the test loop runs in inference mode.
+        """
         self._states["test"] = None
+        if self.neural_cache is not None:
+            self.neural_cache.reset()
+        if self.dynamic_eval != "off":
+            if torch.is_inference_mode_enabled():
+                raise RuntimeError(
+                    f"{type(self).__name__}: the test loop must run without inference mode for "
+                    f"dynamic_eval={self.dynamic_eval!r} (it takes gradient steps), got Trainer(inference_mode=True); "
+                    f"create the Trainer with inference_mode=False (CLI: --trainer.inference_mode false)"
+                )
+            self._dynamic = DynamicEvaluation(self.parameters(), self.dynamic_eval, self.dynamic_lr, self.dynamic_decay)
+
+    def on_test_epoch_end(self) -> None:
+        """Put back the weights dynamic evaluation adapted (a test leaves the model as it found it); free the cache."""
+        if self._dynamic is not None:
+            self._dynamic.restore()
+            self._dynamic = None
+        if self.neural_cache is not None:
+            self.neural_cache.reset()
 
     def on_train_batch_start(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         """Note the window length T, which scales the learning rate of this batch's step."""
@@ -355,15 +536,83 @@ class LanguageModelingTask(L.LightningModule):
                 group["lr"] = lr
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """Adam (coupled weight decay on every parameter) with learning-rate cuts at ``lr_milestones``."""
+        """Adam or plain SGD (coupled weight decay on every parameter), with learning-rate cuts at ``lr_milestones``."""
         hp = self.hparams
-        optimizer = torch.optim.Adam(
-            self.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
+        return configure_optimization(
+            self.parameters(),
+            hp.optimizer,
+            hp.lr,
+            hp.weight_decay,
+            betas=hp.betas,
+            eps=hp.eps,
+            lr_milestones=hp.lr_milestones,
+            lr_gamma=hp.lr_gamma,
         )
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(hp.lr_milestones), gamma=hp.lr_gamma
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # ----------------------------------------------------------------------------- fine-tuning start
+    def on_fit_start(self) -> None:
+        """Start from ``init_checkpoint``'s weights, unless this module's weights came from a checkpoint.
+
+        Runs after Lightning has restored a ``ckpt_path`` given to ``fit`` (which calls
+        :meth:`on_load_checkpoint`), so resuming keeps the resumed weights and never reads
+        ``init_checkpoint``; so does a module made by ``load_from_checkpoint``.
+        """
+        if self.hparams.init_checkpoint is not None and not self._weights_from_checkpoint:
+            self.load_init_checkpoint(self.hparams.init_checkpoint)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the random generators' states, so that a resumed fit draws the same dropout masks."""
+        save_random_state(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another architecture (:data:`ARCHITECTURE_HPARAMS`); restore the random
+        state when a fit resumes. The truncated-BPTT state is not saved: it restarts from zeros every epoch.
+
+        Raises:
+            ValueError: naming each architecture hyperparameter that differs from the checkpoint's.
+        """
+        restore_checkpoint(self, checkpoint, ARCHITECTURE_HPARAMS)
+        self._weights_from_checkpoint = True
+
+    def load_init_checkpoint(self, path: str) -> None:
+        """Load the weights (the ``state_dict`` only: no optimizer, epoch or callback state) of a checkpoint.
+
+        With :class:`~alstm_lightning.NTASGD` or Lightning's ``WeightAveraging``, a checkpoint's
+        ``state_dict`` holds the averaged weights, the ones that were validated.
+
+        Args:
+            path: a local Lightning checkpoint of a model of this architecture.
+
+        Raises:
+            FileNotFoundError: if there is no file at ``path``.
+            ValueError: if the file holds no ``state_dict``, or parameters whose names or shapes differ
+                from this module's (all of them are named).
+        """
+        owner = type(self).__name__
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{owner}: init_checkpoint must be an existing checkpoint file, got {path!r}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise ValueError(f"{owner}: init_checkpoint must be a Lightning checkpoint with a state_dict, got {path!r}")
+        loaded, own = checkpoint["state_dict"], self.state_dict()
+        problems = []
+        if missing := sorted(own.keys() - loaded.keys()):
+            problems.append(f"missing {missing}")
+        if unexpected := sorted(loaded.keys() - own.keys()):
+            problems.append(f"unexpected {unexpected}")
+        if mismatched := [
+            f"{name} {tuple(loaded[name].shape)} (model: {tuple(own[name].shape)})"
+            for name in sorted(own.keys() & loaded.keys())
+            if loaded[name].shape != own[name].shape
+        ]:
+            problems.append(f"shape mismatch {mismatched}")
+        if problems:
+            raise ValueError(
+                f"{owner}: init_checkpoint must hold this model's parameters, got {path!r} with " + "; ".join(problems)
+            )
+        self.load_state_dict(loaded)
+        self._weights_from_checkpoint = True
+        rank_zero_info(f"{owner}: loaded the weights of init_checkpoint={path!r}")
 
     # ----------------------------------------------------------------------------- sampling
     @torch.no_grad()

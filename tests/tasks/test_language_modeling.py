@@ -264,6 +264,13 @@ def test_invalid_hyperparameters_raise(kwargs, error, match):
     [
         (lambda t: t(torch.rand(4, 2)), TypeError, "input must be an integer tensor"),
         (lambda t: t(torch.zeros(4, dtype=torch.long)), ValueError, "input must have 2 dimensions"),
+        (lambda t: t(torch.full((4, 2), V)), ValueError, rf"input ids must be in \[0, vocab_size={V}\), got range \[{V}, {V}\]"),
+        (lambda t: t(torch.full((4, 2), -1)), ValueError, "input ids must be in"),
+        (
+            lambda t: t.training_step((torch.zeros(4, 2, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long)), 0),
+            ValueError,
+            r"target must have its input's shape \(4, 2\), got \(3, 2\)",
+        ),
         (lambda t: t.predict_step(torch.zeros(1, 2, dtype=torch.long)), ValueError, "batch must be"),
         (lambda t: t.generate(torch.tensor([0.5]), 3), TypeError, "prompt"),
         (lambda t: t.generate(torch.zeros(2, 2, dtype=torch.long), 3), ValueError, "prompt"),
