@@ -151,6 +151,21 @@ def median_seconds(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def step_gemm_gflops_per_s(config: Config, device: torch.device, dtype: str, repeats: int) -> float:
+    """FLOP rate of one step's recurrent product ``(B, H) @ (H, 4H)`` alone, in ``dtype``.
+
+    An aLSTM's input product cannot leave the loop over time (``x`` is rescaled by ``pi_x`` at every
+    step), so every product it runs has B rows; this rate bounds what a per-step loop can reach,
+    whereas ``nn.LSTM`` runs its input product once over all ``T*B`` rows.
+    """
+    matmul_dtype = DTYPES[dtype] or torch.float32
+    h = torch.randn(config.batch_size, config.hidden_size, device=device, dtype=matmul_dtype)
+    weight = torch.randn(config.hidden_size, 4 * config.hidden_size, device=device, dtype=matmul_dtype)
+    calls = 20  # one product is short: time 20 per measurement
+    seconds = median_seconds({"mm": lambda: [torch.mm(h, weight) for _ in range(calls)]}, repeats, 1, device)["mm"]
+    return calls * 2 * config.batch_size * config.hidden_size * 4 * config.hidden_size / seconds / 1e9
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -279,8 +294,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
     rows = []
+    step_gemm = {}
     for name in args.configs:
         rows += benchmark_config(name, CONFIGS[name], device, args.dtype, args.repeats, args.warmup)
+        step_gemm[name] = step_gemm_gflops_per_s(CONFIGS[name], device, args.dtype, args.repeats)
     results = {
         **provenance(device),
         "settings": {
@@ -291,8 +308,11 @@ def main(argv: list[str] | None = None) -> dict:
             "dtype": args.dtype,
         },
         "rows": rows,
+        "step_gemm_gflops_per_s": step_gemm,
     }
     print(format_table(rows))
+    for name, rate in step_gemm.items():
+        print(f"{name}: one step's (B, H) @ (H, 4H) product alone runs at {rate:.1f} GFLOP/s")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

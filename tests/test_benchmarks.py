@@ -12,7 +12,8 @@ def test_layers_benchmark_writes_every_row_and_column(tmp_path, monkeypatch, cap
     path = tmp_path / "out" / "layers.json"
     layers.main(["--configs", "tiny", "--repeats", "1", "--warmup", "0", "--json", str(path)])
     results = json.loads(path.read_text())
-    assert {"machine", "date", "torch", "git_commit", "settings", "rows"} <= results.keys()
+    assert {"machine", "date", "torch", "git_commit", "settings", "rows", "step_gemm_gflops_per_s"} <= results.keys()
+    assert results["step_gemm_gflops_per_s"]["tiny"] > 0
     assert [row["impl"] for row in results["rows"]] == list(layers.IMPLS)
     for row in results["rows"]:
         assert row["config"] == "tiny" and row["flops_per_token"] > 0
@@ -23,7 +24,7 @@ def test_layers_benchmark_writes_every_row_and_column(tmp_path, monkeypatch, cap
     lstm = next(row for row in results["rows"] if row["impl"] == "nn.LSTM")
     assert lstm["train_eff_vs_lstm"] == 1.0
     table = capsys.readouterr().out
-    assert "fused" in table and "nn.LSTM" in table
+    assert "fused" in table and "nn.LSTM" in table and "tiny: one step's" in table
 
 
 def test_flops_per_token_counts_the_matrix_products():
