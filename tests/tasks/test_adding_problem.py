@@ -23,7 +23,7 @@ BASELINE_MSE = 2 / 12  # Var(u1 + u2) with u1, u2 ~ U(0, 1): the error of always
 
 @pytest.mark.skipif(
     os.environ.get("ALSTM_ADDING_PROBLEM") != "1",
-    reason="about 10 minutes of CPU (3000 steps at T = 200); set ALSTM_ADDING_PROBLEM=1 to run it",
+    reason="about 18 minutes on a 2-core CPU (3000 steps at T = 200); set ALSTM_ADDING_PROBLEM=1 to run it",
 )
 def test_small_alstm_learns_the_adding_problem_at_t200_without_clipping():
     L.seed_everything(0)
