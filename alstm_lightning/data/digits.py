@@ -7,7 +7,7 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..layers.checks import check_bool, check_non_negative_int, check_positive_int
+from ..layers.checks import check_bool, check_fraction, check_non_negative_int, check_positive_int
 from .synthetic import SPLITS, seeded_generator, split_loader
 
 #: Pixels per image (8 x 8), the sequence length.
@@ -121,10 +121,7 @@ class DigitsDataModule(LightningDataModule):
         check_bool("DigitsDataModule", "permuted", permuted)
         check_non_negative_int("DigitsDataModule", "permutation_seed", permutation_seed)
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"DigitsDataModule: {name} must be a float, got {type(value).__name__} ({value!r})")
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"DigitsDataModule: {name} must be in (0, 1), got {value}")
+            check_fraction("DigitsDataModule", name, value)
         if val_fraction + test_fraction >= 1.0:
             raise ValueError(
                 "DigitsDataModule: val_fraction + test_fraction must be below 1 to leave training images, "

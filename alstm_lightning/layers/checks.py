@@ -31,6 +31,26 @@ def check_non_negative_int(owner: str, name: str, value: object) -> None:
         raise ValueError(f"{owner}: {name} must be a non-negative int, got {value}")
 
 
+def check_float(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is a real number (an ``int`` or ``float``, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__} ({value!r})")
+
+
+def check_positive(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is a real number greater than zero (a learning rate, a temperature)."""
+    check_float(owner, name, value)
+    if not value > 0:
+        raise ValueError(f"{owner}: {name} must be positive, got {value}")
+
+
+def check_non_negative(owner: str, name: str, value: object) -> None:
+    """Raise unless ``value`` is a real number that is zero or more (a penalty's weight)."""
+    check_float(owner, name, value)
+    if not value >= 0:
+        raise ValueError(f"{owner}: {name} must be non-negative, got {value}")
+
+
 def check_fraction(owner: str, name: str, value: object) -> None:
     """Raise unless ``value`` is a real number in ``(0, 1)``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

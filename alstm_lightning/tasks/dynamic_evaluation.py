@@ -11,17 +11,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..layers.checks import check_choice
+from ..layers.checks import check_choice, check_non_negative, check_positive
 
 DynamicRule = Literal["sgd", "rms"]
 DYNAMIC_RULES: tuple[str, ...] = ("sgd", "rms")
-
-
-def _check_non_negative(owner: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__} ({value!r})")
-    if not value >= 0:
-        raise ValueError(f"{owner}: {name} must be non-negative, got {value}")
 
 
 class DynamicEvaluation:
@@ -70,13 +63,11 @@ class DynamicEvaluation:
     ) -> None:
         owner = "DynamicEvaluation"
         check_choice(owner, "rule", rule, DYNAMIC_RULES)
-        _check_non_negative(owner, "lr", lr)
-        _check_non_negative(owner, "decay", decay)
+        check_non_negative(owner, "lr", lr)
+        check_non_negative(owner, "decay", decay)
         if decay > 1:
             raise ValueError(f"{owner}: decay must be in [0, 1], got {decay}")
-        _check_non_negative(owner, "eps", eps)
-        if eps == 0:
-            raise ValueError(f"{owner}: eps must be positive, got {eps}")
+        check_positive(owner, "eps", eps)
         self.parameters = [p for p in parameters if p.requires_grad]
         self.rule = rule
         self.lr = float(lr)

@@ -30,7 +30,15 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from ..layers import LockedDropout, embedding_dropout
-from ..layers.checks import check_bool, check_choice, check_non_negative_int, check_positive_int, check_probability
+from ..layers.checks import (
+    check_bool,
+    check_choice,
+    check_non_negative,
+    check_non_negative_int,
+    check_positive,
+    check_positive_int,
+    check_probability,
+)
 from ..layers.policy import PolicyLayout
 from .checkpoints import restore_checkpoint, save_random_state
 from .dynamic_evaluation import DYNAMIC_RULES, DynamicEvaluation
@@ -262,10 +270,7 @@ class LanguageModelingTask(L.LightningModule):
             ("dynamic_lr", dynamic_lr),
             ("dynamic_decay", dynamic_decay),
         ]:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__} ({value!r})")
-            if value < 0:
-                raise ValueError(f"{owner}: {name} must be non-negative, got {value}")
+            check_non_negative(owner, name, value)
         check_probability(owner, "weight_dropout", weight_dropout)
         if weight_dropout != 0.0 and encoder != "awd_lstm":
             raise ValueError(
@@ -652,10 +657,7 @@ class LanguageModelingTask(L.LightningModule):
                 f"got range [{prompt.min().item()}, {prompt.max().item()}]"
             )
         check_positive_int(owner, "max_new_tokens", max_new_tokens)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise TypeError(f"{owner}: temperature must be a float, got {type(temperature).__name__} ({temperature!r})")
-        if temperature <= 0:
-            raise ValueError(f"{owner}: temperature must be positive, got {temperature}")
+        check_positive(owner, "temperature", temperature)
         if top_k is not None:
             check_positive_int(owner, "top_k", top_k)
 

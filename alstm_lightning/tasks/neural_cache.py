@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..layers.checks import check_positive_int, check_probability
+from ..layers.checks import check_non_negative, check_positive_int, check_probability
 
 
 def cache_log_prob(h: Tensor, target: Tensor, past_h: Tensor, past_target: Tensor, size: int, theta: float) -> Tensor:
@@ -99,10 +99,7 @@ class NeuralCache:
 
     def __init__(self, size: int = 500, theta: float = 0.662, lambda_: float = 0.1279) -> None:
         check_positive_int("NeuralCache", "size", size)
-        if isinstance(theta, bool) or not isinstance(theta, (int, float)):
-            raise TypeError(f"NeuralCache: theta must be a float, got {type(theta).__name__} ({theta!r})")
-        if not theta >= 0:
-            raise ValueError(f"NeuralCache: theta must be non-negative, got {theta}")
+        check_non_negative("NeuralCache", "theta", theta)
         check_probability("NeuralCache", "lambda_", lambda_)
         self.size = size
         self.theta = float(theta)

@@ -12,7 +12,15 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics import MeanSquaredError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from ..layers.checks import check_bool, check_choice, check_positive_int, check_probability
+from ..layers.checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_non_negative,
+    check_positive,
+    check_positive_int,
+    check_probability,
+)
 from ..layers.policy import POLICY_LAYOUTS, PolicyLayout
 from .checkpoints import restore_checkpoint, save_random_state
 from .encoders import ENCODERS, EncoderName, make_encoder
@@ -505,13 +513,9 @@ def _check_arguments(
                 f"got {class_weights!r}"
             )
 
-    for name, value in [("lr", lr), ("weight_decay", weight_decay), ("lr_gamma", lr_gamma)]:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__} ({value!r})")
-    if lr <= 0:
-        raise ValueError(f"{owner}: lr must be positive, got {lr}")
-    if weight_decay < 0:
-        raise ValueError(f"{owner}: weight_decay must be non-negative, got {weight_decay}")
+    check_positive(owner, "lr", lr)
+    check_non_negative(owner, "weight_decay", weight_decay)
+    check_float(owner, "lr_gamma", lr_gamma)
     if not 0 < lr_gamma <= 1:
         raise ValueError(f"{owner}: lr_gamma must be in (0, 1], got {lr_gamma}")
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
