@@ -40,7 +40,7 @@ from ..layers.checks import (
     check_probability,
 )
 from ..layers.policy import PolicyLayout
-from .checkpoints import restore_checkpoint, save_random_state
+from .checkpoints import check_compatible_hparams, restore_checkpoint, save_random_state
 from .dynamic_evaluation import DYNAMIC_RULES, DynamicEvaluation
 from .encoders import ENCODERS, EncoderName, make_encoder
 from .neural_cache import NeuralCache
@@ -590,8 +590,9 @@ class LanguageModelingTask(L.LightningModule):
 
         Raises:
             FileNotFoundError: if there is no file at ``path``.
-            ValueError: if the file holds no ``state_dict``, or parameters whose names or shapes differ
-                from this module's (all of them are named).
+            ValueError: if the file holds no ``state_dict``, parameters whose names or shapes differ
+                from this module's (all of them are named), or architecture hyperparameters
+                (:data:`ARCHITECTURE_HPARAMS`, e.g. ``policy_layout``) that differ from this module's.
         """
         owner = type(self).__name__
         if not os.path.isfile(path):
@@ -599,6 +600,8 @@ class LanguageModelingTask(L.LightningModule):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
             raise ValueError(f"{owner}: init_checkpoint must be a Lightning checkpoint with a state_dict, got {path!r}")
+        if "hyper_parameters" in checkpoint:  # a checkpoint of the same parameter shapes may still differ
+            check_compatible_hparams(owner, checkpoint["hyper_parameters"], self.hparams, ARCHITECTURE_HPARAMS)
         loaded, own = checkpoint["state_dict"], self.state_dict()
         problems = []
         if missing := sorted(own.keys() - loaded.keys()):

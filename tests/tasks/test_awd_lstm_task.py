@@ -145,12 +145,18 @@ def test_missing_init_checkpoint_fails_when_the_fit_starts(tmp_path):
 def test_init_checkpoint_of_another_architecture_names_the_mismatches(tmp_path, source_checkpoint):
     path, _ = source_checkpoint
     wider = awd_task(hidden_size=H + 2)
+    with pytest.raises(ValueError, match=f"hidden_size={H} in the checkpoint but hidden_size={H + 2} in the model"):
+        wider.load_init_checkpoint(str(path))
+    with pytest.raises(ValueError, match="num_layers=3 in the checkpoint but num_layers=2 in the model"):
+        awd_task(num_layers=2).load_init_checkpoint(str(path))
+    # without hyperparameters (a checkpoint of a module that saved none) the parameters are compared
+    bare = tmp_path / "bare.ckpt"
+    torch.save({k: v for k, v in torch.load(path, weights_only=False).items() if k != "hyper_parameters"}, bare)
     with pytest.raises(ValueError, match=r"init_checkpoint must hold this model's parameters.*shape mismatch.*"
                                          r"encoder\.layers\.0\.weight_ih_l0 \(32, 6\) \(model: \(40, 6\)\)"):
-        wider.load_init_checkpoint(str(path))
-    two_layers = awd_task(num_layers=2)
+        wider.load_init_checkpoint(str(bare))
     with pytest.raises(ValueError, match=r"unexpected \['encoder\.layers\.2\.bias_hh_l0'"):
-        two_layers.load_init_checkpoint(str(path))
+        awd_task(num_layers=2).load_init_checkpoint(str(bare))
     not_a_checkpoint = tmp_path / "weights.pt"
     torch.save({"weights": torch.zeros(1)}, not_a_checkpoint)
     with pytest.raises(ValueError, match="init_checkpoint must be a Lightning checkpoint with a state_dict"):
