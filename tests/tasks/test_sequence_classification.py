@@ -292,7 +292,7 @@ def test_copy_memory_batches_train_with_per_step_targets():
 
 
 def test_adding_problem_batches_train_as_regression():
-    """Plumbing only: the adding problem at T = 200 is not learnt within a test's budget (see the report)."""
+    """Plumbing only: learning the adding problem at T = 200 takes minutes (see test_adding_problem.py)."""
     data = AddingDataModule(seq_len=200, num_train=8, num_val=8, num_test=8, batch_size=8)
     task = SequenceClassificationTask(
         num_classes=data.num_classes, input_size=data.input_size, task=data.task, hidden_size=4, adapt_size=3
