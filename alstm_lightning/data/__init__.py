@@ -6,7 +6,7 @@ from .digits import DigitsDataModule
 from .download import Resource, download, extract_members, file_digest
 from .language_modeling import LanguageModelingDataModule, TokenizedCorpus
 from .stdlib_corpus import PythonStdlibDataModule, stdlib_sources
-from .streams import StreamWindows, batchify, bptt_schedule, shard_streams
+from .streams import ResumableWindowLoader, StreamWindows, batchify, bptt_schedule, shard_streams
 from .synthetic import AddingDataModule, CopyMemoryDataModule, SyntheticDataModule, TemporalOrderDataModule
 from .text_classification import TextClassificationDataModule
 from .vocab import UnknownTokenError, Vocabulary
@@ -31,6 +31,7 @@ __all__ = [
     "PennTreebankDataModule",
     "PythonStdlibDataModule",
     "Resource",
+    "ResumableWindowLoader",
     "StreamWindows",
     "TinyShakespeareDataModule",
     "TokenizedCorpus",

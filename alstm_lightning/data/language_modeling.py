@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..layers.checks import check_bool, check_fraction, check_int, check_positive_int
-from .streams import StreamWindows, batchify, shard_streams
+from .streams import ResumableWindowLoader, StreamWindows, batchify, shard_streams
 from .vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,11 @@ class LanguageModelingDataModule(LightningDataModule):
         return shard_streams(streams, rank, world_size)  # (S, B / W)
 
     def train_dataloader(self) -> DataLoader:
-        """Variable-length windows over this rank's training streams, schedule of the current epoch."""
+        """Variable-length windows over this rank's training streams, schedule of the current epoch.
+
+        Under a Trainer the loader is a :class:`~alstm_lightning.data.streams.ResumableWindowLoader`:
+        a fit resumed from a mid-epoch checkpoint continues with the next window, not the epoch's first.
+        """
         dataset = StreamWindows(self._rank_streams("train", "batch_size"), self.bptt, self.variable_bptt, self.seed)
         if self.trainer is not None:
             # The epoch whose schedule an uninterrupted fit would be using: the one at which the loader was
@@ -266,7 +270,12 @@ class LanguageModelingDataModule(LightningDataModule):
                     f"epochs will repeat one schedule",
                     stacklevel=2,
                 )
+            return ResumableWindowLoader(dataset, self._train_windows_done)
         return DataLoader(dataset, batch_size=None)
+
+    def _train_windows_done(self) -> int:
+        """The current epoch's training windows whose step has finished (Lightning's batch progress)."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader:
         """Fixed ``bptt`` windows over this rank's validation streams."""

@@ -9,12 +9,12 @@ al. (2018), used by the aLSTM paper (Flennerhag et al. 2018, Sec. 5.1).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from torch import Tensor
-from torch.utils.data import IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
-from ..layers.checks import check_bool, check_positive_int
+from ..layers.checks import check_bool, check_int, check_positive_int
 
 #: Shortest training window the variable-BPTT rule draws.
 MIN_WINDOW = 5
@@ -145,10 +145,22 @@ class StreamWindows(IterableDataset):
         self.variable_bptt = variable_bptt
         self.seed = seed
         self.epoch = 0
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Use the window schedule of ``epoch`` from the next iteration on."""
         self.epoch = epoch
+
+    def skip_next(self, windows: int) -> None:
+        """Start the next iteration (only that one) after its first ``windows`` windows: resuming mid-epoch.
+
+        Raises:
+            ValueError: if ``windows`` is negative or exceeds the epoch's windows.
+        """
+        check_int("StreamWindows.skip_next", "windows", windows)
+        if not 0 <= windows <= len(self):
+            raise ValueError(f"StreamWindows.skip_next: windows must be in [0, {len(self)}], got {windows}")
+        self._skip = windows
 
     def schedule(self) -> list[int]:
         """The window lengths of the current epoch (see :func:`bptt_schedule`)."""
@@ -158,7 +170,34 @@ class StreamWindows(IterableDataset):
         return len(self.schedule())
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        skip, self._skip = self._skip, 0
         start = 0
-        for length in self.schedule():
-            yield self.streams[start : start + length], self.streams[start + 1 : start + 1 + length]
+        for index, length in enumerate(self.schedule()):
+            if index >= skip:
+                yield self.streams[start : start + length], self.streams[start + 1 : start + 1 + length]
             start += length
+
+
+class ResumableWindowLoader(DataLoader):
+    """A ``DataLoader`` over :class:`StreamWindows` that Lightning can resume mid-epoch.
+
+    Lightning saves a stateful loader's :meth:`state_dict` in its checkpoints and, when a fit
+    resumes, calls :meth:`load_state_dict` before iterating again. The state is the number of the
+    epoch's windows whose training step has finished, read from ``windows_done`` when saving (the
+    loader itself cannot count them: Lightning fetches one window ahead); the next iteration skips
+    them, so the resumed epoch continues with the window the interrupted one would have taken.
+
+    Args:
+        dataset: the windows.
+        windows_done: returns the number of this epoch's windows already trained on.
+    """
+
+    def __init__(self, dataset: StreamWindows, windows_done: Callable[[], int]) -> None:
+        super().__init__(dataset, batch_size=None)
+        self.windows_done = windows_done
+
+    def state_dict(self) -> dict[str, int]:
+        return {"windows_done": self.windows_done()}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.dataset.skip_next(state_dict["windows_done"])

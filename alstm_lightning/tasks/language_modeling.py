@@ -29,7 +29,7 @@ from lightning_utilities import apply_to_collection
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from ..layers import LockedDropout, embedding_dropout
+from ..layers import AdaptiveState, LockedDropout, embedding_dropout
 from ..layers.checks import (
     check_bool,
     check_choice,
@@ -40,7 +40,13 @@ from ..layers.checks import (
     check_probability,
 )
 from ..layers.policy import PolicyLayout
-from .checkpoints import check_compatible_hparams, restore_checkpoint, save_random_state
+from .checkpoints import (
+    RANDOM_STATE_KEY,
+    check_compatible_hparams,
+    load_random_state,
+    restore_checkpoint,
+    save_random_state,
+)
 from .dynamic_evaluation import DYNAMIC_RULES, DynamicEvaluation
 from .encoders import ENCODERS, EncoderName, make_encoder
 from .neural_cache import NeuralCache
@@ -48,6 +54,8 @@ from .optimization import OPTIMIZERS, OptimizerName, configure_optimization
 
 Level = Literal["word", "char"]
 STAGES: tuple[str, ...] = ("train", "val", "test")
+#: the checkpoint key of the training stage's truncated-BPTT state
+TRAIN_STATE_KEY = "truncated_bptt_train_state"
 #: the hyperparameters that define the architecture: a checkpoint loads only into a model with the same
 ARCHITECTURE_HPARAMS: tuple[str, ...] = (
     "vocab_size",
@@ -68,6 +76,15 @@ TEST_TIME_OPTIONS: tuple[str, ...] = (
     "dynamic_lr",
     "dynamic_decay",
 )
+
+
+def _plain(state: Any) -> Any:
+    """``state`` with every named tuple (an :class:`~alstm_lightning.AdaptiveState`) turned into a plain tuple."""
+    if isinstance(state, tuple):
+        return tuple(_plain(item) for item in state)
+    if isinstance(state, list):
+        return [_plain(item) for item in state]
+    return state
 
 
 class LanguageModelOutput(NamedTuple):
@@ -310,6 +327,8 @@ class LanguageModelingTask(L.LightningModule):
         # whether the weights came from a checkpoint (restored, or init_checkpoint loaded): then
         # init_checkpoint is not loaded (again) when a fit starts
         self._weights_from_checkpoint = False
+        # what on_train_start puts back when a fit resumes: the checkpoint's random and training states
+        self._resume: dict[str, Any] | None = None
         # test-time options (see Pitfalls). Scores of a model adapting to the test split are
         # logged as test/dynamic_*, the cache mixture's as test/cache_* (or test/dynamic_cache_*),
         # so that test/loss and test/ppl only ever mean static evaluation
@@ -566,18 +585,46 @@ class LanguageModelingTask(L.LightningModule):
             self.load_init_checkpoint(self.hparams.init_checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add the random generators' states, so that a resumed fit draws the same dropout masks."""
+        """Add the random generators' states and the truncated-BPTT training state, so that a fit
+        resumed mid-epoch draws the same dropout masks and continues from the same hidden state."""
         save_random_state(checkpoint)
+        state = self._states["train"]
+        # plain tuples of tensors: Lightning loads checkpoints with torch.load(weights_only=True)
+        checkpoint[TRAIN_STATE_KEY] = (
+            None if state is None else {"adaptive": isinstance(state, AdaptiveState), "tensors": _plain(state)}
+        )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another architecture (:data:`ARCHITECTURE_HPARAMS`); restore the random
-        state when a fit resumes. The truncated-BPTT state is not saved: it restarts from zeros every epoch.
+        """Refuse a checkpoint of another architecture (:data:`ARCHITECTURE_HPARAMS`); when a fit resumes,
+        restore the random state and the truncated-BPTT training state (which matters mid-epoch only:
+        every epoch starts from zeros).
 
         Raises:
             ValueError: naming each architecture hyperparameter that differs from the checkpoint's.
         """
         restore_checkpoint(self, checkpoint, ARCHITECTURE_HPARAMS)
         self._weights_from_checkpoint = True
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            # for a mid-epoch resume, put back again in on_train_start (see there)
+            self._resume = {key: checkpoint[key] for key in (RANDOM_STATE_KEY, TRAIN_STATE_KEY) if key in checkpoint}
+
+    def on_train_start(self) -> None:
+        """When a fit resumes mid-epoch, continue from the checkpoint's training and random states.
+
+        The random state was put back when the checkpoint loaded; by now Lightning has built a new
+        iterator over the training windows (each draws a seed from the global generator), which
+        the uninterrupted fit did not do mid-epoch, so it is put back again. The training state
+        survives the resumed epoch's start (Lightning skips ``on_train_epoch_start`` when it resumes
+        mid-epoch); the next epoch starts from zeros as usual.
+        """
+        resume, self._resume = self._resume, None
+        if resume is None or not self.trainer.fit_loop.restarted_mid_epoch:
+            return
+        load_random_state(resume)
+        saved = resume[TRAIN_STATE_KEY] if TRAIN_STATE_KEY in resume else None
+        if saved is not None:
+            tensors = apply_to_collection(saved["tensors"], Tensor, Tensor.to, self.device)
+            self._states["train"] = AdaptiveState(*tensors) if saved["adaptive"] else tensors
 
     def load_init_checkpoint(self, path: str) -> None:
         """Load the weights (the ``state_dict`` only: no optimizer, epoch or callback state) of a checkpoint.

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from alstm_lightning.data import StreamWindows, batchify, bptt_schedule, shard_streams
+from alstm_lightning.data import ResumableWindowLoader, StreamWindows, batchify, bptt_schedule, shard_streams
 
 
 def test_batchify_cuts_contiguous_streams_and_drops_the_tail():
@@ -123,3 +123,26 @@ def test_window_errors():
         StreamWindows(torch.zeros(4, 2, dtype=torch.long), bptt=3.5)
     with pytest.raises(TypeError, match="variable_bptt"):
         StreamWindows(torch.zeros(4, 2, dtype=torch.long), bptt=3, variable_bptt=1)
+
+
+def test_skip_next_skips_the_first_windows_of_one_iteration_only():
+    windows = StreamWindows(torch.arange(40).view(20, 2), bptt=4)
+    whole = [input.clone() for input, _ in windows]
+    windows.skip_next(2)
+    resumed = [input for input, _ in windows]
+    assert len(resumed) == len(whole) - 2 and all(torch.equal(a, b) for a, b in zip(resumed, whole[2:]))
+    assert len(list(windows)) == len(whole)  # the next iteration is whole again
+    windows.skip_next(len(whole))
+    assert list(windows) == []
+    with pytest.raises(ValueError, match=rf"StreamWindows.skip_next: windows must be in \[0, {len(whole)}\], got -1"):
+        windows.skip_next(-1)
+
+
+def test_resumable_loader_saves_the_windows_done_and_skips_them_when_loaded():
+    done = [3]
+    loader = ResumableWindowLoader(StreamWindows(torch.arange(40).view(20, 2), bptt=4), lambda: done[0])
+    assert loader.state_dict() == {"windows_done": 3}
+    first_inputs = [input.clone() for input, _ in loader]
+    resumed = ResumableWindowLoader(StreamWindows(torch.arange(40).view(20, 2), bptt=4), lambda: 0)
+    resumed.load_state_dict(loader.state_dict())
+    assert [input.tolist() for input, _ in resumed] == [input.tolist() for input in first_inputs[3:]]

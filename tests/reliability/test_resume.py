@@ -34,12 +34,18 @@ def language_task(corpus: Path) -> tuple[LightningModule, LightningDataModule]:
     return model, data
 
 
-def fit(build, max_epochs: int, directory: Path, ckpt_path: Path | None = None) -> tuple[Trainer, LightningModule]:
-    """Fit the task ``build()`` returns for ``max_epochs``, checkpointing each epoch, from ``ckpt_path`` if given."""
+def fit(
+    build, max_epochs: int, directory: Path, ckpt_path: Path | None = None, max_steps: int = -1
+) -> tuple[Trainer, LightningModule]:
+    """Fit the task ``build()`` returns for ``max_epochs`` (or ``max_steps``), from ``ckpt_path`` if given.
+
+    Checkpoints each epoch (``last.ckpt`` and the best), and ``step.ckpt`` after every step.
+    """
     seed_everything(0)
     model, data = build()
     trainer = Trainer(
         max_epochs=max_epochs,
+        max_steps=max_steps,
         accelerator="cpu",
         deterministic=True,
         logger=False,
@@ -48,7 +54,10 @@ def fit(build, max_epochs: int, directory: Path, ckpt_path: Path | None = None) 
         # the LM needs a reload per epoch for its variable-BPTT schedule; the shuffle must not need one
         reload_dataloaders_every_n_epochs=int(isinstance(data, WordCorpusDataModule)),
         default_root_dir=directory,
-        callbacks=[ModelCheckpoint(dirpath=directory, monitor="val/loss", save_last=True)],
+        callbacks=[
+            ModelCheckpoint(dirpath=directory, monitor="val/loss", save_last=True),
+            ModelCheckpoint(dirpath=directory, filename="step", every_n_train_steps=1, enable_version_counter=False),
+        ],
     )
     trainer.fit(model, data, ckpt_path=ckpt_path)
     return trainer, model
@@ -82,6 +91,25 @@ def test_language_modeling_resume_matches_an_uninterrupted_fit(tmp_path):
     # needs LanguageModelingTask.on_save_checkpoint / on_load_checkpoint (see docs/reliability.md)
     corpus = write_word_corpus(tmp_path / "corpus", num_words=400)
     assert_resume_is_exact(lambda: language_task(corpus), tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:.*resuming from a checkpoint that ended before the epoch ended")
+def test_language_model_resumed_mid_epoch_matches_an_uninterrupted_fit(tmp_path):
+    corpus = write_word_corpus(tmp_path / "corpus", num_words=400)
+    build = lambda: language_task(corpus)  # noqa: E731
+    whole, whole_model = fit(build, 3, tmp_path / "whole")
+    steps_per_epoch = whole.global_step // 3
+    # stopped after 4 of epoch 1's windows, with the hidden state carried from its first 4
+    first, _ = fit(build, 3, tmp_path / "first", max_steps=steps_per_epoch + 4)
+    checkpoint = torch.load(tmp_path / "first" / "step.ckpt", weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (1, steps_per_epoch + 4)
+    resumed, resumed_model = fit(build, 3, tmp_path / "resumed", ckpt_path=tmp_path / "first" / "step.ckpt")
+
+    assert resumed.global_step == whole.global_step
+    for (name, value), resumed_value in zip(whole_model.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(value, resumed_value), f"{name} differs after resuming mid-epoch"
+    for name in ("val/loss", "val/ppl"):
+        assert torch.equal(resumed.callback_metrics[name], whole.callback_metrics[name]), name
 
 
 @pytest.mark.parametrize("reload", [0, 2])
