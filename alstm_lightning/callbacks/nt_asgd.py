@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from ..layers.checks import check_bool, check_choice
+from ..layers.checks import check_bool, check_choice, check_non_negative_int
 
 
 def nonmonotone_trigger(history: Sequence[float], current: float, nonmono: int) -> bool:
@@ -107,10 +107,7 @@ class NTASGD(WeightAveraging):
     ) -> None:
         if not isinstance(monitor, str):
             raise TypeError(f"NTASGD: monitor must be a str, got {type(monitor).__name__} ({monitor!r})")
-        if isinstance(nonmono, bool) or not isinstance(nonmono, int):
-            raise TypeError(f"NTASGD: nonmono must be an int, got {type(nonmono).__name__} ({nonmono!r})")
-        if nonmono < 0:
-            raise ValueError(f"NTASGD: nonmono must be a non-negative int, got {nonmono}")
+        check_non_negative_int("NTASGD", "nonmono", nonmono)
         check_choice("NTASGD", "start", start, ("trigger", "fit"))
         check_bool("NTASGD", "stop_on_trigger", stop_on_trigger)
         super().__init__(device=device, use_buffers=use_buffers)

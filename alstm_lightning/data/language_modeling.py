@@ -61,9 +61,9 @@ class LanguageModelingDataModule(LightningDataModule):
 
     **Resuming.** The windows depend on ``(seed, epoch)`` alone, so a fit resumed from an
     end-of-epoch checkpoint (``ckpt_path``) trains on exactly the windows of the uninterrupted fit.
-    The loaders keep no position inside an epoch: a fit resumed from a mid-epoch checkpoint
-    (e.g. one saved on an interrupt) starts that epoch's windows again from the first, and
-    Lightning warns that the loader is not resumable.
+    Under a Trainer the training loader also records how many of the epoch's windows are done
+    (:class:`~alstm_lightning.data.streams.ResumableWindowLoader`), so a fit resumed from a
+    mid-epoch checkpoint (e.g. one saved on an interrupt) continues with the next window.
 
     **Lazy vocabulary.** :attr:`vocab` and :attr:`vocab_size` work right after construction (the
     CLI links ``vocab_size`` to the task on instantiation): the first use fetches the files when

@@ -93,7 +93,6 @@ def test_language_modeling_resume_matches_an_uninterrupted_fit(tmp_path):
     assert_resume_is_exact(lambda: language_task(corpus), tmp_path)
 
 
-@pytest.mark.filterwarnings("ignore:.*resuming from a checkpoint that ended before the epoch ended")
 def test_language_model_resumed_mid_epoch_matches_an_uninterrupted_fit(tmp_path):
     corpus = write_word_corpus(tmp_path / "corpus", num_words=400)
     build = lambda: language_task(corpus)  # noqa: E731
