@@ -174,12 +174,16 @@ def test_autocast_bfloat16_is_close_to_float32():
     torch.testing.assert_close(low["input.grad"], reference["input.grad"], atol=0.03, rtol=0.05)
 
 
-def test_inference_equals_training_forward():
-    model = aLSTM(I, H, A, num_layers=2)
+@pytest.mark.filterwarnings("error")  # e.g. torch's warning about resizing a wrongly sized `out=` tensor
+@pytest.mark.parametrize("output_size", [None, H - 2])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_inference_equals_training_forward(output_size, autocast):
+    model = aLSTM(I, H, A, num_layers=2, output_size=output_size)
     x = torch.randn(T, B, I)
-    output, state = model(x)
-    with torch.no_grad():
-        no_grad_output, no_grad_state = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        output, state = model(x)
+        with torch.no_grad():
+            no_grad_output, no_grad_state = model(x)
     torch.testing.assert_close(no_grad_output, output)
     torch.testing.assert_close(tuple(no_grad_state), tuple(state))
     assert output.grad_fn is not None and no_grad_output.grad_fn is None
