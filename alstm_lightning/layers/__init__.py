@@ -2,6 +2,7 @@
 
 from .awd_lstm import AWDLSTM
 from .cell import aLSTMCell, alstm_cell, aRNNCell, arnn_cell
+from .init import chrono_init_
 from .inspect import trace_policies
 from .dropout import LockedDropout, embedding_dropout, variational_mask
 from .policy import POLICY_LAYOUTS, Project, policy_size, policy_slices, unused_policy_fraction
@@ -23,6 +24,7 @@ __all__ = [
     "aRNNCell",
     "alstm_cell",
     "arnn_cell",
+    "chrono_init_",
     "embedding_dropout",
     "policy_size",
     "policy_slices",

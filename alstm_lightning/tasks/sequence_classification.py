@@ -21,6 +21,7 @@ from ..layers.checks import (
     check_positive_int,
     check_probability,
 )
+from ..layers.init import check_max_timescale, chrono_init_
 from ..layers.policy import POLICY_LAYOUTS, PolicyLayout
 from .checkpoints import restore_checkpoint, save_random_state
 from .encoders import ENCODERS, EncoderName, make_encoder
@@ -29,6 +30,8 @@ from .optimization import configure_optimization
 Pooling = Literal["last", "mean", "max", "none"]
 TaskKind = Literal["classification", "regression"]
 POOLINGS: tuple[str, ...] = ("last", "mean", "max", "none")
+#: The encoders with a forget gate, which ``chrono_init`` applies to.
+CHRONO_ENCODERS: tuple[str, ...] = ("alstm", "lstm")
 TASK_KINDS: tuple[str, ...] = ("classification", "regression")
 #: The target value of per-step targets on steps that are not scored (as in ``F.cross_entropy``).
 IGNORE_INDEX = -100
@@ -89,6 +92,10 @@ class SequenceClassificationTask(L.LightningModule):
         adapt_dropout: variational dropout on the adaptation state ``a`` (alstm / arnn only).
         bidirectional: add a reverse direction; the pooled vector is then ``2*H`` wide.
         policy_layout: ``"paper"`` or ``"reference"`` split of the alstm / arnn policy.
+        chrono_init: T_max, the longest dependency expected (in steps), to start the alstm / lstm
+            encoder with chrono-initialised gate biases
+            (:func:`~alstm_lightning.layers.init.chrono_init_`): much faster learning of long-range
+            tasks such as the adding problem. ``None`` keeps the default initialisation.
         pooling: how the per-step outputs become one vector per sequence: ``"last"``,
             ``"mean"``, ``"max"`` (padding masked out), or ``"none"`` for per-step targets.
         head_dropout: drop probability before the output layer.
@@ -129,6 +136,7 @@ class SequenceClassificationTask(L.LightningModule):
         adapt_dropout: float = 0.0,
         bidirectional: bool = False,
         policy_layout: PolicyLayout = "paper",
+        chrono_init: float | None = None,
         pooling: Pooling = "last",
         head_dropout: float = 0.0,
         class_weights: list[float] | None = None,
@@ -146,6 +154,8 @@ class SequenceClassificationTask(L.LightningModule):
         if vocab_size is not None:
             self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_index)
         self.encoder = self.build_encoder()
+        if chrono_init is not None:
+            chrono_init_(self.encoder, chrono_init)
         self.head = self.build_head()
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float)
         self.register_buffer("class_weights", weights)
@@ -441,6 +451,7 @@ def _check_arguments(
     adapt_dropout: float,
     bidirectional: bool,
     policy_layout: str,
+    chrono_init: float | None,
     pooling: str,
     head_dropout: float,
     class_weights: list[float] | None,
@@ -473,6 +484,13 @@ def _check_arguments(
     ]:
         check_probability(owner, name, value)
     check_bool(owner, "bidirectional", bidirectional)
+    if chrono_init is not None:
+        check_max_timescale(owner, "chrono_init", chrono_init)
+        if encoder not in CHRONO_ENCODERS:
+            raise ValueError(
+                f"{owner}: chrono_init needs a gated encoder with a forget gate, one of {CHRONO_ENCODERS}, "
+                f"got encoder={encoder!r}"
+            )
 
     if (vocab_size is None) == (input_size is None):
         raise ValueError(
