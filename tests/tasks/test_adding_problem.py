@@ -12,7 +12,9 @@ With chrono initialisation (``chrono_init=200``, :func:`~alstm_lightning.layers.
 the plateau ends about four times sooner: in the same loop (one thread, seeds 0 and 1) the
 validation MSE was 0.020 and 0.13 at step 500 and 0.005 and 0.005 at step 550-600. Starting the
 policies near one without the chrono biases did not help (still 0.159 at step 650). The test suite
-runs that version for 700 steps.
+runs that version for 700 steps: 171 s here, val MSE 0.0025. Run through Lightning as this test
+does but with seeds 1 and 2, the validation MSE was 0.165 and 0.087 at step 500 and 0.019 and 0.009
+at step 600.
 """
 
 from __future__ import annotations
