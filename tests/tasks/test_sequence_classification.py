@@ -217,11 +217,26 @@ def test_hyperparameters_are_saved():
         ({"lr_milestones": [5, 2]}, ValueError, "lr_milestones"),
         ({"lr_milestones": [2.0]}, TypeError, "lr_milestones"),
         ({"lr_gamma": 0.0}, ValueError, "lr_gamma"),
+        ({"chrono_init": 1}, ValueError, "chrono_init"),
+        ({"chrono_init": "200"}, TypeError, "chrono_init"),
+        ({"chrono_init": 200, "encoder": "arnn"}, ValueError, "chrono_init"),
     ],
 )
 def test_invalid_arguments_raise_naming_the_argument(overrides, error, argument):
     with pytest.raises(error, match=rf"SequenceClassificationTask: .*{argument}"):
         make_task(**overrides)
+
+
+@pytest.mark.parametrize("encoder", ["alstm", "lstm"])
+def test_chrono_init_sets_the_encoders_gate_biases(encoder):
+    torch.manual_seed(0)
+    plain, chrono = make_task(encoder=encoder), make_task(encoder=encoder, chrono_init=100)
+    bias = chrono.encoder.alstm_layers[0].bias if encoder == "alstm" else chrono.encoder.bias_ih_l0
+    H = 4
+    assert (bias[H : 2 * H] >= 0).all() and torch.equal(bias[:H], -bias[H : 2 * H])
+    assert chrono.hparams.chrono_init == 100 and plain.hparams.chrono_init is None
+    plain_bias = plain.encoder.alstm_layers[0].bias if encoder == "alstm" else plain.encoder.bias_ih_l0
+    assert not torch.equal(plain_bias[: 2 * H], bias[: 2 * H])
 
 
 @pytest.mark.parametrize(
