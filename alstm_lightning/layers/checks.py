@@ -92,6 +92,19 @@ def check_floating_tensor(owner: str, name: str, value: object, ndim: int) -> Te
     return value
 
 
+def check_token_ids(owner: str, name: str, ids: Tensor, vocab_size: int) -> None:
+    """Raise unless every id in the integer tensor ``ids`` lies in ``[0, vocab_size)``.
+
+    One reduction on the valid path (a single host sync on an accelerator); the range in the
+    message is computed only when the check fails.
+    """
+    if ((ids < 0) | (ids >= vocab_size)).any():
+        raise ValueError(
+            f"{owner}: {name} must be token ids in [0, vocab_size={vocab_size}), "
+            f"got range [{int(ids.min())}, {int(ids.max())}]"
+        )
+
+
 def check_size(owner: str, name: str, tensor: Tensor, expected: Sequence[int], what: str = "shape") -> None:
     """Raise unless ``tensor.shape`` equals ``expected``."""
     if tuple(tensor.shape) != tuple(expected):

@@ -100,11 +100,11 @@ def chrono_init_(
         raise ValueError(f"{owner}: policy_offset must be finite, got {policy_offset}")
     check_max_timescale(owner, "max_timescale", max_timescale)
     if isinstance(module, nn.LSTM):
+        H = module.hidden_size
         for layer in range(module.num_layers):
             for suffix in ("", "_reverse")[: 2 if module.bidirectional else 1]:
                 bias_ih = getattr(module, f"bias_ih_l{layer}{suffix}")
                 bias_hh = getattr(module, f"bias_hh_l{layer}{suffix}")
-                H = module.hidden_size
                 bias_hh[: 2 * H] = 0.0
                 _set_chrono_biases(bias_ih, H, max_timescale, generator)
         return module

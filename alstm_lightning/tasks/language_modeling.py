@@ -38,6 +38,7 @@ from ..layers.checks import (
     check_positive,
     check_positive_int,
     check_probability,
+    check_token_ids,
 )
 from ..layers.policy import PolicyLayout
 from .checkpoints import (
@@ -412,11 +413,7 @@ class LanguageModelingTask(L.LightningModule):
             raise TypeError(f"{owner}: input must be an integer tensor of token ids, got {kind}")
         if input.dim() != 2:
             raise ValueError(f"{owner}: input must have 2 dimensions (T, B), got shape {tuple(input.shape)}")
-        if not ((input >= 0) & (input < self.hparams.vocab_size)).all():
-            raise ValueError(
-                f"{owner}: input ids must be in [0, vocab_size={self.hparams.vocab_size}), "
-                f"got range [{input.min().item()}, {input.max().item()}]"
-            )
+        check_token_ids(owner, "input", input, self.hparams.vocab_size)
         x = embedding_dropout(self.embedding, input, self.hparams.embedding_dropout, self.training)  # (T, B, E)
         x = self.input_dropout(x)
         raw_output, state = self.encoder(x, hx)  # (T, B, O)
@@ -701,11 +698,7 @@ class LanguageModelingTask(L.LightningModule):
             raise TypeError(f"{owner}: prompt must be an integer tensor of token ids, got {kind}")
         if prompt.dim() != 1 or prompt.numel() == 0:
             raise ValueError(f"{owner}: prompt must be a non-empty 1-d tensor, got shape {tuple(prompt.shape)}")
-        if prompt.min() < 0 or prompt.max() >= self.hparams.vocab_size:
-            raise ValueError(
-                f"{owner}: prompt ids must be in [0, {self.hparams.vocab_size}), "
-                f"got range [{prompt.min().item()}, {prompt.max().item()}]"
-            )
+        check_token_ids(owner, "prompt", prompt, self.hparams.vocab_size)
         check_positive_int(owner, "max_new_tokens", max_new_tokens)
         check_positive(owner, "temperature", temperature)
         if top_k is not None:

@@ -20,6 +20,7 @@ from ..layers.checks import (
     check_positive,
     check_positive_int,
     check_probability,
+    check_token_ids,
 )
 from ..layers.init import check_max_timescale, chrono_init_
 from ..layers.policy import POLICY_LAYOUTS, PolicyLayout
@@ -396,11 +397,7 @@ class SequenceClassificationTask(L.LightningModule):
         owner = type(self).__name__
         vocab_size = self.hparams.vocab_size
         if vocab_size is not None:
-            low, high = int(inputs.min()), int(inputs.max())
-            if low < 0 or high >= vocab_size:
-                raise ValueError(
-                    f"{owner}: inputs must be token ids in [0, vocab_size={vocab_size}), got values in [{low}, {high}]"
-                )
+            check_token_ids(owner, "inputs", inputs, vocab_size)
             return
         valid = torch.arange(inputs.size(1), device=inputs.device) < lengths.to(inputs.device).unsqueeze(1)  # (B, T)
         # a NaN would spread through the recurrence and the loss into every weight at the next step

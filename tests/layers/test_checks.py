@@ -10,6 +10,7 @@ from alstm_lightning.layers.checks import (
     check_positive,
     check_positive_int,
     check_probability,
+    check_token_ids,
 )
 
 
@@ -49,3 +50,13 @@ def test_accepts_valid_values(check, value):
 def test_rejects_invalid_values_naming_the_argument(check, value, error, message):
     with pytest.raises(error, match=message):
         check("Owner", "arg", value)
+
+
+def test_token_ids_accepts_the_whole_range_and_names_the_bad_one():
+    import torch
+
+    check_token_ids("Owner", "ids", torch.tensor([[0, 4], [2, 3]]), 5)
+    check_token_ids("Owner", "ids", torch.zeros(0, dtype=torch.long), 5)  # nothing to check
+    for bad, shown in ((5, r"\[0, 5\]"), (-2, r"\[-2, 3\]")):
+        with pytest.raises(ValueError, match=rf"Owner: ids must be token ids in \[0, vocab_size=5\), got range {shown}"):
+            check_token_ids("Owner", "ids", torch.tensor([0, 3, bad]), 5)

@@ -264,8 +264,8 @@ def test_invalid_hyperparameters_raise(kwargs, error, match):
     [
         (lambda t: t(torch.rand(4, 2)), TypeError, "input must be an integer tensor"),
         (lambda t: t(torch.zeros(4, dtype=torch.long)), ValueError, "input must have 2 dimensions"),
-        (lambda t: t(torch.full((4, 2), V)), ValueError, rf"input ids must be in \[0, vocab_size={V}\), got range \[{V}, {V}\]"),
-        (lambda t: t(torch.full((4, 2), -1)), ValueError, "input ids must be in"),
+        (lambda t: t(torch.full((4, 2), V)), ValueError, rf"input must be token ids in \[0, vocab_size={V}\), got range \[{V}, {V}\]"),
+        (lambda t: t(torch.full((4, 2), -1)), ValueError, r"input must be token ids in \[0, vocab_size=.*got range \[-1, -1\]"),
         (
             lambda t: t.training_step((torch.zeros(4, 2, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long)), 0),
             ValueError,
@@ -274,7 +274,7 @@ def test_invalid_hyperparameters_raise(kwargs, error, match):
         (lambda t: t.predict_step(torch.zeros(1, 2, dtype=torch.long)), ValueError, "batch must be"),
         (lambda t: t.generate(torch.tensor([0.5]), 3), TypeError, "prompt"),
         (lambda t: t.generate(torch.zeros(2, 2, dtype=torch.long), 3), ValueError, "prompt"),
-        (lambda t: t.generate(torch.tensor([V]), 3), ValueError, "prompt ids"),
+        (lambda t: t.generate(torch.tensor([V]), 3), ValueError, rf"prompt must be token ids in \[0, vocab_size={V}\)"),
         (lambda t: t.generate(torch.tensor([0]), 0), ValueError, "max_new_tokens"),
         (lambda t: t.generate(torch.tensor([0]), 3, temperature=0.0), ValueError, "temperature"),
         (lambda t: t.generate(torch.tensor([0]), 3, temperature="hot"), TypeError, "temperature"),
