@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from alstm_lightning import aLSTM, policy_size
+from alstm_lightning.layers.fused import _mm, _step_operand
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -152,7 +153,8 @@ def median_seconds(
 
 
 def step_gemm_gflops_per_s(config: Config, device: torch.device, dtype: str, repeats: int) -> float:
-    """FLOP rate of one step's recurrent product ``(B, H) @ (H, 4H)`` alone, in ``dtype``.
+    """FLOP rate of one step's recurrent product ``(B, H) @ (H, 4H)`` alone, in ``dtype``, computed
+    as the fused path computes it (on the weight as arranged once per call for ``T`` steps).
 
     An aLSTM's input product cannot leave the loop over time (``x`` is rescaled by ``pi_x`` at every
     step), so every product it runs has B rows; this rate bounds what a per-step loop can reach,
@@ -161,8 +163,9 @@ def step_gemm_gflops_per_s(config: Config, device: torch.device, dtype: str, rep
     matmul_dtype = DTYPES[dtype] or torch.float32
     h = torch.randn(config.batch_size, config.hidden_size, device=device, dtype=matmul_dtype)
     weight = torch.randn(config.hidden_size, 4 * config.hidden_size, device=device, dtype=matmul_dtype)
+    operand = _step_operand(weight, config.batch_size, config.seq_len)
     calls = 20  # one product is short: time 20 per measurement
-    seconds = median_seconds({"mm": lambda: [torch.mm(h, weight) for _ in range(calls)]}, repeats, 1, device)["mm"]
+    seconds = median_seconds({"mm": lambda: [_mm(h, operand) for _ in range(calls)]}, repeats, 1, device)["mm"]
     return calls * 2 * config.batch_size * config.hidden_size * 4 * config.hidden_size / seconds / 1e9
 
 

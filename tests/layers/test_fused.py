@@ -8,10 +8,21 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from alstm_lightning import AdaptiveState, aLSTM, aRNN
-from alstm_lightning.layers.fused import run_chain_fused
+from alstm_lightning.layers import fused
+from alstm_lightning.layers.fused import _mm, _step_operand, run_chain_fused
 from alstm_lightning.layers.recurrence import ChainLayer, LayerState, run_chain_naive
 
 T, B, I, H, A, O = 6, 3, 5, 7, 4, 6
+
+
+@pytest.fixture(autouse=True, params=["prepacked", "plain"])
+def product_operands(request, monkeypatch) -> str:
+    """Run every test twice: per-step products on oneDNN-prepacked weights (on CPU, whatever the
+    size and from the first step on, so the small test models use them) and on the plain weights."""
+    prepacked = request.param == "prepacked"
+    monkeypatch.setattr(fused, "_PACK_MIN_STEPS", 1 if prepacked else 10**9)
+    monkeypatch.setattr(fused, "_PACK_MIN_FP32_SIZE", 0 if prepacked else 10**12)
+    return request.param
 
 
 def _random_state(model, batch_size: int) -> AdaptiveState:
@@ -187,3 +198,31 @@ def test_inference_equals_training_forward(output_size, autocast):
     torch.testing.assert_close(no_grad_output, output)
     torch.testing.assert_close(tuple(no_grad_state), tuple(state))
     assert output.grad_fn is not None and no_grad_output.grad_fn is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_step_operand_prepacks_for_long_enough_sequences_only(dtype, monkeypatch):
+    monkeypatch.setattr(fused, "_PACK_MIN_STEPS", 4)
+    monkeypatch.setattr(fused, "_PACK_MIN_FP32_SIZE", 35)
+    b = torch.randn(7, 5).to(dtype)
+    a = torch.randn(3, 7).to(dtype)
+    assert _step_operand(b, rows=3, steps=3) is b  # too few steps: the weight itself, no copy
+    operand = _step_operand(b, rows=3, steps=4)
+    assert operand.is_mkldnn == torch.backends.mkldnn.is_available()
+    expected = (a.float() @ b.float()).to(dtype)
+    torch.testing.assert_close(_mm(a, operand), expected)
+    # into a wider `out=` tensor and with an added term, as the forward uses it
+    out = torch.empty(3, 5)
+    add = torch.randn(3, 5)
+    result = _mm(a, operand, out=out, add=add)
+    assert result is out
+    torch.testing.assert_close(out, expected.float() + add, atol=1e-2, rtol=1e-2)
+
+
+def test_step_operand_leaves_small_float32_and_float64_unpacked(monkeypatch):
+    monkeypatch.setattr(fused, "_PACK_MIN_STEPS", 1)
+    monkeypatch.setattr(fused, "_PACK_MIN_FP32_SIZE", 36)
+    small = torch.randn(7, 5)
+    assert _step_operand(small, rows=3, steps=100) is small
+    double = torch.randn(70, 50, dtype=torch.float64)
+    assert _step_operand(double, rows=3, steps=100) is double
