@@ -219,10 +219,13 @@ def test_step_operand_prepacks_for_long_enough_sequences_only(dtype, monkeypatch
     torch.testing.assert_close(out, expected.float() + add, atol=1e-2, rtol=1e-2)
 
 
-def test_step_operand_leaves_small_float32_and_float64_unpacked(monkeypatch):
+def test_step_operand_leaves_small_float32_float64_and_disabled_onednn_unpacked(monkeypatch):
     monkeypatch.setattr(fused, "_PACK_MIN_STEPS", 1)
     monkeypatch.setattr(fused, "_PACK_MIN_FP32_SIZE", 36)
     small = torch.randn(7, 5)
     assert _step_operand(small, rows=3, steps=100) is small
     double = torch.randn(70, 50, dtype=torch.float64)
     assert _step_operand(double, rows=3, steps=100) is double
+    large = torch.randn(7, 6)
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # the user's switch is respected
+    assert _step_operand(large, rows=3, steps=100) is large
