@@ -161,17 +161,14 @@ def _step_operand(b: Tensor, rows: int, steps: int) -> Tensor:
     gain), unless ``torch.backends.mkldnn.enabled`` is off. Otherwise ``b`` is returned as is: a
     view, no copy (one-step generation pays nothing).
     """
-    packable = b.dtype == torch.bfloat16 or (b.dtype == torch.float32 and b.numel() >= _PACK_MIN_FP32_SIZE)
-    if (
-        packable
-        and steps >= _PACK_MIN_STEPS
-        and b.device.type == "cpu"
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and (b.dtype == torch.float32 or torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    ):
-        return torch.ops.mkldnn._reorder_linear_weight(b.t(), rows)
-    return b
+    onednn = b.device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    if not onednn or steps < _PACK_MIN_STEPS:
+        return b
+    if b.dtype == torch.bfloat16:
+        pays = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    else:
+        pays = b.dtype == torch.float32 and b.numel() >= _PACK_MIN_FP32_SIZE
+    return torch.ops.mkldnn._reorder_linear_weight(b.t(), rows) if pays else b
 
 
 def _slot(buffer: Tensor | None, t: int) -> Tensor | None:
@@ -302,15 +299,16 @@ def _forward(
     def buffer(width: int, keep: bool = save, dtype: torch.dtype | None = None) -> Tensor | None:
         return x.new_empty(T, B, width, dtype=dtype) if keep else None
 
-    raws, bufs = [], []
+    raws, bufs, widths = [], [], []
     for k, (lspec, lt) in enumerate(zip(spec.layers, layers)):
         H, A = lspec.hidden_size, lt.a.size(1)
-        G = lt.weight_ih.size(0)
+        K, G = _adapt_step_width(spec, k, lt), lt.weight_ih.size(0)
+        widths.append((H, K, 4 * A, G))
         masked = step_mask is not None
         bufs.append(
             {
                 # the matrix products' operands and results are kept in the matmul dtype
-                "U": buffer(_adapt_step_width(spec, k, lt), dtype=md),
+                "U": buffer(K, dtype=md),
                 "GA": buffer(4 * A),
                 "ACN": buffer(A),
                 "ACK": buffer(A, save and masked),
@@ -335,10 +333,8 @@ def _forward(
         valid = None if step_mask is None else step_mask[t].unsqueeze(-1)
         inp = x[t]
         below = states[-1][2] if spec.wrap else (None if a_below is None else a_below[t])
-        for k, (lspec, lt, ops, buf) in enumerate(zip(spec.layers, layers, operands, bufs)):
+        for k, (lspec, lt, ops, buf, (H, K, A4, G)) in enumerate(zip(spec.layers, layers, operands, bufs, widths)):
             h, c, a, a_c = states[k]
-            H, A4, G = lspec.hidden_size, lt.adapt_weight_ih.size(0), lt.weight_ih.size(0)
-            K = _adapt_step_width(spec, k, lt)
             # adaptation model: one GEMM on [x (layers > 0), h, a_below, a]
             parts = [h, a] if below is None else [h, below, a]
             if k > 0:
@@ -452,6 +448,8 @@ def _backward(
     """
     bufs: list[dict] = saved["bufs"]
     T, B = x.shape[:2]
+    # made again rather than kept from the forward: under autocast that recasts the weights (about
+    # 2 ms per ptb-sized matrix) instead of holding bf16 copies of them from the forward to here
     weights = [_layer_weights(spec, k, lt) for k, lt in enumerate(layers)]
     L = len(layers)
     md = spec.mm_dtype

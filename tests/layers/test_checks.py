@@ -1,6 +1,7 @@
 """The shared argument checks: each names the owner and the argument, the expected and the actual value."""
 
 import pytest
+import torch
 
 from alstm_lightning.layers.checks import (
     check_float,
@@ -53,8 +54,6 @@ def test_rejects_invalid_values_naming_the_argument(check, value, error, message
 
 
 def test_token_ids_accepts_the_whole_range_and_names_the_bad_one():
-    import torch
-
     check_token_ids("Owner", "ids", torch.tensor([[0, 4], [2, 3]]), 5)
     check_token_ids("Owner", "ids", torch.zeros(0, dtype=torch.long), 5)  # nothing to check
     for bad, shown in ((5, r"\[0, 5\]"), (-2, r"\[-2, 3\]")):
