@@ -1,6 +1,8 @@
 """alstm-lightning: the adaptive LSTM (Flennerhag et al. 2018) as PyTorch layers and Lightning tasks."""
 
-from .callbacks import NTASGD, PolicyMonitor
+from importlib import metadata as _metadata
+
+from .callbacks import NTASGD, AtomicCheckpointIO, PolicyMonitor, Preemption, PredictionWriter, RunCheckpoint, TextSample
 from .data import (
     AddingDataModule,
     CharCorpusDataModule,
@@ -11,6 +13,7 @@ from .data import (
     PythonStdlibDataModule,
     TemporalOrderDataModule,
     TextClassificationDataModule,
+    TextEncoder,
     TinyShakespeareDataModule,
     Vocabulary,
     WikiText2DataModule,
@@ -20,9 +23,13 @@ from .data import (
 from .layers import (
     AWDLSTM,
     POLICY_LAYOUTS,
+    LSTMStack,
+    AdaptiveCell,
+    AdaptiveStack,
     AdaptiveState,
     LockedDropout,
     Project,
+    StackDirection,
     StackOutputs,
     WeightDropLSTM,
     aLSTM,
@@ -35,36 +42,52 @@ from .layers import (
     embedding_dropout,
     policy_size,
     policy_slices,
+    projection_size,
     trace_policies,
     unused_policy_fraction,
     variational_mask,
 )
 from .tasks import DynamicEvaluation, LanguageModelingTask, NeuralCache, SequenceClassificationTask, make_encoder
+from .tasks import SizingResult, count_parameters, solve_hidden_size
 
-__version__ = "0.1.0"
+try:  # the version pyproject.toml gives, as installed
+    __version__ = _metadata.version("alstm-lightning")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "unknown"
 
 __all__ = [
     "AWDLSTM",
-    "NTASGD",
-    "POLICY_LAYOUTS",
+    "AdaptiveCell",
+    "AdaptiveStack",
     "AdaptiveState",
     "AddingDataModule",
+    "AtomicCheckpointIO",
     "CharCorpusDataModule",
     "CopyMemoryDataModule",
     "DigitsDataModule",
     "DynamicEvaluation",
+    "LSTMStack",
     "LanguageModelingDataModule",
     "LanguageModelingTask",
     "LockedDropout",
+    "NTASGD",
     "NeuralCache",
+    "POLICY_LAYOUTS",
     "PennTreebankDataModule",
     "PolicyMonitor",
+    "PredictionWriter",
+    "Preemption",
     "Project",
     "PythonStdlibDataModule",
+    "RunCheckpoint",
     "SequenceClassificationTask",
+    "SizingResult",
+    "StackDirection",
     "StackOutputs",
     "TemporalOrderDataModule",
     "TextClassificationDataModule",
+    "TextEncoder",
+    "TextSample",
     "TinyShakespeareDataModule",
     "Vocabulary",
     "WeightDropLSTM",
@@ -78,10 +101,13 @@ __all__ = [
     "alstm_cell",
     "arnn_cell",
     "chrono_init_",
+    "count_parameters",
     "embedding_dropout",
     "make_encoder",
     "policy_size",
     "policy_slices",
+    "projection_size",
+    "solve_hidden_size",
     "trace_policies",
     "unused_policy_fraction",
     "variational_mask",

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from ..layers.checks import check_bool, check_choice, check_non_negative_int
+from ..checks import check_bool, check_choice, check_non_negative_int
 
 
 def nonmonotone_trigger(history: Sequence[float], current: float, nonmono: int) -> bool:

@@ -1,7 +1,7 @@
 r"""``PolicyMonitor``: logs statistics of the aLSTM / aRNN adaptation policy during training.
 
 Every ``every_n_steps`` optimizer steps the encoder is traced on the current training batch
-(:func:`~alstm_lightning.layers.inspect.trace_policies`) and, per layer, direction and
+(:func:`~alstm_lightning.layers.policy_trace.trace_policies`) and, per layer, direction and
 sub-policy, the mean, the standard deviation and the share of saturated entries are logged.
 """
 
@@ -14,8 +14,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
-from ..layers.checks import check_positive_int
-from ..layers.inspect import trace_policies
+from ..checks import check_fraction, check_positive_int
+from ..layers.policy_trace import trace_policies
 from ..layers.policy import unused_policy_fraction
 from ..layers.stack import aLSTM, aRNN
 
@@ -80,13 +80,7 @@ class PolicyMonitor(pl.Callback):
         encoder_input: EncoderInput = default_encoder_input,
     ) -> None:
         check_positive_int("PolicyMonitor", "every_n_steps", every_n_steps)
-        if isinstance(saturation_threshold, bool) or not isinstance(saturation_threshold, (int, float)):
-            raise TypeError(
-                "PolicyMonitor: saturation_threshold must be a float in (0, 1), "
-                f"got {type(saturation_threshold).__name__} ({saturation_threshold!r})"
-            )
-        if not 0.0 < saturation_threshold < 1.0:
-            raise ValueError(f"PolicyMonitor: saturation_threshold must be in (0, 1), got {saturation_threshold}")
+        check_fraction("PolicyMonitor", "saturation_threshold", saturation_threshold)
         if encoder is not None and not isinstance(encoder, str):
             raise TypeError(f"PolicyMonitor: encoder must be a str or None, got {type(encoder).__name__}")
         if not callable(encoder_input):
@@ -143,10 +137,10 @@ class PolicyMonitor(pl.Callback):
 
         metrics: dict[str, float] = {}
         histograms: dict[str, Tensor] = {}
-        suffixes = ("", "_reverse") if encoder.bidirectional else ("",)
-        cells = [getattr(encoder, encoder.cell_layers_name + s)[l] for l in range(encoder.num_layers) for s in suffixes]
+        directions = encoder.directions()
+        cells = [direction.cell_layers[l] for l in range(encoder.num_layers) for direction in directions]
         for k, (sub_policies, cell) in enumerate(zip(traced, cells)):
-            key = f"policy/layer{k // len(suffixes)}{suffixes[k % len(suffixes)]}"
+            key = f"policy/layer{k // len(directions)}{directions[k % len(directions)].suffix}"
             for name, values in sub_policies._asdict().items():
                 if values is None:
                     continue

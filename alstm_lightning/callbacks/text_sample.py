@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..layers.checks import check_positive_int
+from ..checks import check_sampling
 
 
 class TextSample(Callback):
     """At the end of ``fit``, sample a continuation of ``prompt`` and report it with ``val/*`` metrics.
 
-    Needs a task with ``generate`` (e.g. :class:`~alstm_lightning.LanguageModelingTask`) and a
-    DataModule with a ``vocab`` (every language-modeling DataModule). Runs on global rank 0 only.
+    Needs a task with ``generate_text`` (e.g. :class:`~alstm_lightning.LanguageModelingTask`, which
+    takes its vocabulary from the DataModule). Runs on global rank 0 only.
 
     Args:
         prompt: text to continue; at word level it is split on whitespace. Tokens outside the
@@ -32,7 +31,7 @@ class TextSample(Callback):
         top_k: int | None = None,
         seed: int = 0,
     ) -> None:
-        check_positive_int("TextSample", "max_new_tokens", max_new_tokens)
+        check_sampling("TextSample", max_new_tokens, temperature, top_k)
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -43,12 +42,8 @@ class TextSample(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        vocab = trainer.datamodule.vocab
-        tokens = self.prompt.split() if vocab.level == "word" else self.prompt
-        prompt = vocab.encode(tokens, unknown="unk" if vocab.unk_token else "error").to(pl_module.device)
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        ids = pl_module.generate(prompt, self.max_new_tokens, self.temperature, self.top_k, generator=generator)
-        self.sample = vocab.decode(prompt.tolist() + ids.tolist())
+        continuation = pl_module.generate_text(self.prompt, self.max_new_tokens, self.temperature, self.top_k, self.seed)
+        self.sample = self.prompt + continuation if pl_module.vocab.level == "char" else f"{self.prompt} {continuation}"
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(metrics.items()))
         rank_zero_info(f"Final validation: {summary or 'not run'}\nSample:\n{self.sample}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from ..layers.checks import check_bool, check_fraction
+from ..checks import check_bool, check_fraction, check_path
 from .download import Resource, download
 from .language_modeling import LanguageModelingDataModule, TokenizedCorpus
 from .vocab import Vocabulary
@@ -93,10 +94,11 @@ class CharCorpusDataModule(CharLevelDataModule):
 
     def __init__(self, paths: str | list[str], **kwargs) -> None:
         super().__init__(**kwargs)
-        paths = [paths] if isinstance(paths, str) else list(paths)
-        if not paths or not all(isinstance(path, str) for path in paths):
-            raise TypeError(f"{type(self).__name__}: paths must be a path or a non-empty list of paths, got {paths!r}")
-        self.paths = paths
+        owner = type(self).__name__
+        given = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+        if not isinstance(given, (list, tuple)) or not given:
+            raise TypeError(f"{owner}: paths must be a path or a non-empty list of paths, got {paths!r}")
+        self.paths = [check_path(owner, "paths", path) for path in given]
 
     def source_files(self) -> list[Path]:
         """The files of ``paths``; raise ``FileNotFoundError`` naming the first missing one."""

@@ -7,8 +7,8 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..layers.checks import check_bool, check_fraction, check_non_negative_int, check_positive_int
-from .synthetic import SPLITS, seeded_generator, split_loader
+from ..checks import check_bool, check_fraction, check_non_negative_int, check_positive_int
+from .loading import SPLITS, seeded_generator, split_loader
 
 #: Pixels per image (8 x 8), the sequence length.
 NUM_PIXELS = 64
@@ -105,7 +105,7 @@ class DigitsDataModule(LightningDataModule):
     vocab_size = None
     pad_index = 0
     num_classes = 10
-    task = "classification"
+    objective = "classification"
 
     def __init__(
         self,

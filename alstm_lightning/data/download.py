@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import shutil
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Mapping
@@ -43,7 +44,11 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def download(resource: Resource, path: str | os.PathLike) -> Path:
+class DownloadError(OSError):
+    """A published file could not be fetched; the message names the URL, the destination and what to do offline."""
+
+
+def download(resource: Resource, path: str | os.PathLike, timeout: float = 60.0) -> Path:
     """Fetch ``resource`` to ``path`` unless a file with the right digest is already there.
 
     The bytes go to ``<path>.part`` first and are moved into place only once their digest matches,
@@ -53,6 +58,7 @@ def download(resource: Resource, path: str | os.PathLike) -> Path:
     Args:
         resource: URL and expected digest.
         path: destination file; parent folders are created.
+        timeout: seconds to wait for the server to answer.
 
     Returns:
         ``path`` as a ``Path``.
@@ -60,7 +66,8 @@ def download(resource: Resource, path: str | os.PathLike) -> Path:
     Raises:
         ValueError: if the fetched bytes have the wrong digest; the partial file is removed first
             and the message gives the URL and both digests.
-        urllib.error.URLError: if the URL cannot be fetched.
+        DownloadError: (an ``OSError``) if the URL cannot be fetched, naming the URL and the file and
+            saying how to supply the file offline; nothing is left at ``path``.
     """
     path = Path(path)
     if resource.algorithm not in ALGORITHMS:
@@ -78,8 +85,17 @@ def download(resource: Resource, path: str | os.PathLike) -> Path:
     partial = path.with_name(path.name + ".part")
     log.info("download: fetching %s to %s", resource.url, path)
     try:
-        with urllib.request.urlopen(resource.url) as response, open(partial, "wb") as file:
+        with urllib.request.urlopen(resource.url, timeout=timeout) as response, open(partial, "wb") as file:
             shutil.copyfileobj(response, file)
+    except (urllib.error.URLError, OSError) as error:
+        partial.unlink(missing_ok=True)
+        reason = getattr(error, "reason", error)
+        raise DownloadError(
+            f"download: could not fetch {resource.url} to {path} ({type(error).__name__}: {reason}); "
+            f"without network, fetch that file on another machine and put it at {path} "
+            f"(its {resource.algorithm} must be {resource.digest}), or point the DataModule's data_dir at a "
+            "directory that holds it"
+        ) from error
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

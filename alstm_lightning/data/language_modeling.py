@@ -16,14 +16,13 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..layers.checks import check_bool, check_fraction, check_int, check_positive_int
-from .streams import ResumableWindowLoader, StreamWindows, batchify, shard_streams
-from .vocab import Vocabulary
+from ..checks import check_bool, check_int, check_path, check_positive_int, check_sampling
+from .loading import SPLITS, trainer_batches_done
+from .streams import ResumableWindowLoader, StreamWindows, batchify, bptt_schedule, shard_streams
+from .vocab import UnknownTokenError, Vocabulary
 
 log = logging.getLogger(__name__)
 
-#: Split names, in Lightning's spelling.
-SPLITS = ("train", "val", "test")
 #: Bumped when the tokenisation changes, so stale caches are never read.
 CACHE_VERSION = 1
 
@@ -46,9 +45,12 @@ class LanguageModelingDataModule(LightningDataModule):
 
     **Layout.** Each split is cut into B contiguous streams (:func:`~.streams.batchify`, B =
     ``batch_size``, ``eval_batch_size`` or ``test_batch_size``). Under DDP with W processes, rank r
-    takes streams ``[r * B / W, (r + 1) * B / W)`` (:func:`~.streams.shard_streams`), so B must be
-    divisible by W, and the ranks together see what one process with the same global B sees.
-    Batches are ``(input, target)``, both ``(T, B / W)`` long, ``target`` one step ahead; each
+    takes streams ``[r * B / W, (r + 1) * B / W)`` (rounded down, :func:`~.streams.shard_streams`),
+    and the ranks together see what one process with the same global B sees. Training needs B
+    divisible by W (DDP averages the ranks' gradients with equal weights); evaluation only needs
+    B >= W (its metrics are total NLL over total tokens: the paper's 10 validation streams run on 4
+    processes as 3, 3, 2 and 2). Batches are ``(input, target)``, both ``(T, B_r)`` long, ``target``
+    one step ahead; each
     window continues the previous one, so a model carries its state across windows.
 
     **Windows.** Validation and test use fixed ``bptt`` windows over the whole split. Training uses
@@ -69,6 +71,14 @@ class LanguageModelingDataModule(LightningDataModule):
     CLI links ``vocab_size`` to the task on instantiation): the first use fetches the files when
     ``download`` is set, tokenises them or reads them from the cache.
 
+    **Predict.** ``predict`` serves the continuations of ``prompts`` first (``max_new_tokens``
+    each, sampled at ``temperature`` among the ``top_k`` most likely tokens, seeded by ``seed``),
+    then the per-token log-probabilities of the text in ``predict_path``, read as one stream in
+    ``bptt`` windows with the state carried across them (:class:`PromptRequest` and
+    :class:`ScoreWindow` items, which :meth:`~alstm_lightning.LanguageModelingTask.predict_step`
+    answers). Prompt and file are encoded with :attr:`vocab` (words unknown to it read as
+    ``<unk>`` where it has one, else are refused by name).
+
     **Cache.** With ``cache_dir`` set, the ids and vocabulary are saved with ``torch.save`` under a
     name keyed by the source files' paths, sizes and modification times and by the options that
     change tokenisation, so a second run skips tokenising. The file is written atomically, so DDP
@@ -82,8 +92,13 @@ class LanguageModelingDataModule(LightningDataModule):
             validation / test window length.
         variable_bptt: draw training window lengths by the paper's rule; ``False`` uses fixed
             ``bptt`` windows.
-        seed: seed of the training window schedule (with the epoch number).
+        seed: seed of the training window schedule (with the epoch number), and of ``predict``'s sampling.
         cache_dir: directory of the tokenised-corpus cache; ``None`` tokenises on every run.
+        predict_path: predict only: a text file whose per-token log-probabilities to compute.
+        prompts: predict only: texts to continue by sampling.
+        max_new_tokens: predict only: tokens sampled per prompt.
+        temperature: predict only: divides the logits before sampling (below 1 sharpens).
+        top_k: predict only: sample among the k most likely tokens (all when ``None``; 1 is greedy).
 
     Attributes:
         level: ``"word"`` or ``"char"``; set by each subclass.
@@ -100,9 +115,19 @@ class LanguageModelingDataModule(LightningDataModule):
         variable_bptt: bool = True,
         seed: int = 0,
         cache_dir: str | None = None,
+        predict_path: str | None = None,
+        prompts: list[str] | None = None,
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
+        if prompts is not None and (
+            isinstance(prompts, str) or not all(isinstance(prompt, str) and prompt for prompt in prompts)
+        ):
+            raise TypeError(f"{owner}: prompts must be a list of non-empty strings, got {prompts!r}")
+        check_sampling(owner, max_new_tokens, temperature, top_k)
         check_positive_int(owner, "batch_size", batch_size)
         check_positive_int(owner, "eval_batch_size", eval_batch_size)
         check_positive_int(owner, "test_batch_size", test_batch_size)
@@ -116,6 +141,11 @@ class LanguageModelingDataModule(LightningDataModule):
         self.variable_bptt = variable_bptt
         self.seed = seed
         self.cache_dir = cache_dir
+        self.predict_path = None if predict_path is None else check_path(owner, "predict_path", predict_path)
+        self.prompts = prompts
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_k = top_k
         self.save_hyperparameters()
         self.streams: dict[str, Tensor] = {}
         self._corpus: TokenizedCorpus | None = None
@@ -192,6 +222,11 @@ class LanguageModelingDataModule(LightningDataModule):
                     ) from error
                 if cache is not None:
                     _save_cache(self._corpus, cache)
+            if len(self._corpus.vocab) < 2:
+                raise ValueError(
+                    f"{owner}: the corpus must hold at least 2 distinct tokens to model, got "
+                    f"{len(self._corpus.vocab)} ({self._corpus.vocab.itos!r}) in {[str(path) for path in files]}"
+                )
         return self._corpus
 
     def cache_path(self, files: list[Path]) -> Path | None:
@@ -223,7 +258,7 @@ class LanguageModelingDataModule(LightningDataModule):
             "fit": ("train", "val"),
             "validate": ("val",),
             "test": ("test",),
-            "predict": (),
+            "predict": (),  # the prompts and predict_path are read by predict_dataloader
             None: SPLITS,
         }[stage]
         sizes = {"train": self.batch_size, "val": self.eval_batch_size, "test": self.test_batch_size}
@@ -243,12 +278,18 @@ class LanguageModelingDataModule(LightningDataModule):
             raise RuntimeError(f"{type(self).__name__}: setup() must run before the {split} dataloader, got no streams")
         rank, world_size = (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
         streams = self.streams[split]
-        if streams.size(1) % world_size:
+        even = split == "train"  # the ranks' gradients are averaged with equal weights; evaluation sums tokens
+        if even and streams.size(1) % world_size:
             raise ValueError(
                 f"{type(self).__name__}: {argument} must be divisible by the world size {world_size}, "
                 f"got {streams.size(1)}"
             )
-        return shard_streams(streams, rank, world_size)  # (S, B / W)
+        if streams.size(1) < world_size:
+            raise ValueError(
+                f"{type(self).__name__}: {argument} must be at least the world size {world_size} (a stream per "
+                f"process), got {streams.size(1)}; test on one device (--trainer.devices 1) or with more streams"
+            )
+        return shard_streams(streams, rank, world_size, even)  # (S, B_r)
 
     def train_dataloader(self) -> DataLoader:
         """Variable-length windows over this rank's training streams, schedule of the current epoch.
@@ -256,7 +297,10 @@ class LanguageModelingDataModule(LightningDataModule):
         Under a Trainer the loader is a :class:`~alstm_lightning.data.streams.ResumableWindowLoader`:
         a fit resumed from a mid-epoch checkpoint continues with the next window, not the epoch's first.
         """
-        dataset = StreamWindows(self._rank_streams("train", "batch_size"), self.bptt, self.variable_bptt, self.seed)
+        world_size = 1 if self.trainer is None else self.trainer.world_size
+        dataset = StreamWindows(
+            self._rank_streams("train", "batch_size"), self.bptt, self.variable_bptt, self.seed, world_size
+        )
         if self.trainer is not None:
             # The epoch whose schedule an uninterrupted fit would be using: the one at which the loader was
             # last reloaded. A fit resumed from a checkpoint thus takes the windows it would have taken.
@@ -270,12 +314,8 @@ class LanguageModelingDataModule(LightningDataModule):
                     f"epochs will repeat one schedule",
                     stacklevel=2,
                 )
-            return ResumableWindowLoader(dataset, self._train_windows_done)
+            return ResumableWindowLoader(dataset, trainer_batches_done(self.trainer))
         return DataLoader(dataset, batch_size=None)
-
-    def _train_windows_done(self) -> int:
-        """The current epoch's training windows whose step has finished (Lightning's batch progress)."""
-        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader:
         """Fixed ``bptt`` windows over this rank's validation streams."""
@@ -284,6 +324,69 @@ class LanguageModelingDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Fixed ``bptt`` windows over this rank's test streams."""
         return DataLoader(StreamWindows(self._rank_streams("test", "test_batch_size"), self.bptt), batch_size=None)
+
+    def encode_text(self, text: str, name: str) -> Tensor:
+        """The ids of a raw text at :attr:`vocab`'s level; ``name`` says where the text came from in errors.
+
+        Raises:
+            ValueError: for tokens the vocabulary does not know (when it has no ``<unk>``).
+        """
+        vocab = self.vocab
+        try:
+            return vocab.encode(vocab.tokens(text), unknown="unk" if vocab.unk_token else "error")
+        except UnknownTokenError as error:
+            examples = ", ".join(repr(token) for token, _ in error.unknown.most_common(5))
+            raise ValueError(
+                f"{type(self).__name__}: {name} must use only the vocabulary's tokens, got {error.unknown.total()} "
+                f"unknown ({examples})"
+            ) from None
+
+    def predict_dataloader(self) -> DataLoader:
+        """The :class:`PromptRequest` of each prompt, then the :class:`ScoreWindow` s of ``predict_path``.
+
+        Raises:
+            ValueError: when neither ``prompts`` nor ``predict_path`` is given.
+        """
+        owner = type(self).__name__
+        if not self.prompts and self.predict_path is None:
+            raise ValueError(f"{owner}: prompts or predict_path must be given to predict, got neither")
+        items: list[PromptRequest | ScoreWindow] = [
+            PromptRequest(prompt, self.encode_text(prompt, "every prompt"), self.max_new_tokens, self.temperature,
+                          self.top_k, self.seed + k)
+            for k, prompt in enumerate(self.prompts or ())
+        ]
+        if self.predict_path is not None:
+            path = Path(self.predict_path)
+            if not path.is_file():
+                raise FileNotFoundError(f"{owner}: predict_path must be an existing text file, got {str(path)!r}")
+            ids = self.encode_text(path.read_text(encoding="utf-8"), f"predict_path={str(path)!r}")
+            if ids.numel() < 2:
+                raise ValueError(f"{owner}: predict_path must hold at least 2 tokens to score, got {ids.numel()}")
+            stream = ids.unsqueeze(1)  # (N, 1): one stream
+            start = 0
+            for length in bptt_schedule(stream.size(0), self.bptt, variable=False):
+                items.append(ScoreWindow(stream[start : start + length], stream[start + 1 : start + 1 + length], start))
+                start += length
+        return DataLoader(items, batch_size=None, collate_fn=None)
+
+
+class PromptRequest(NamedTuple):
+    """A predict item: continue ``text`` (ids ``(T,)``) by ``max_new_tokens`` sampled tokens, seeded by ``seed``."""
+
+    text: str
+    ids: Tensor
+    max_new_tokens: int
+    temperature: float
+    top_k: int | None
+    seed: int
+
+
+class ScoreWindow(NamedTuple):
+    """A predict item: score ``target`` given ``input`` (both ``(T, 1)``), the window at token ``offset`` of the file."""
+
+    input: Tensor
+    target: Tensor
+    offset: int
 
 
 def _undecodable(files: list[Path]) -> str:

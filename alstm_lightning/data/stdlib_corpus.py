@@ -6,7 +6,7 @@ import sysconfig
 import tokenize
 from pathlib import Path
 
-from ..layers.checks import check_positive_int
+from ..checks import check_positive_int
 from .char_corpora import CharLevelDataModule
 
 

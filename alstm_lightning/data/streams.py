@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-from ..layers.checks import check_bool, check_int, check_positive_int
+from ..checks import check_bool, check_int, check_positive_int
 
 #: Shortest training window the variable-BPTT rule draws.
 MIN_WINDOW = 5
@@ -51,33 +51,41 @@ def batchify(ids: Tensor, batch_size: int) -> Tensor:
     return ids[: steps * batch_size].view(batch_size, steps).t().contiguous()  # (N // B, B)
 
 
-def shard_streams(streams: Tensor, rank: int, world_size: int) -> Tensor:
-    """The block of streams DDP rank ``rank`` of ``world_size`` trains on.
+def shard_streams(streams: Tensor, rank: int, world_size: int, even: bool = True) -> Tensor:
+    """The block of streams DDP rank ``rank`` of ``world_size`` trains (or evaluates) on.
 
     Streams are laid out for the global batch first, so the ranks together see exactly the data a
     single process with the same global batch sees, and each rank's data is disjoint and contiguous.
+    Training needs ``even`` blocks (DDP averages the ranks' gradients with equal weights); evaluation
+    does not (its metrics are total NLL over total tokens, summed across ranks), so B = 10 streams
+    on 4 ranks are blocks of 3, 3, 2 and 2.
 
     Args:
         streams: ``(S, B)`` from :func:`batchify`, B the global number of streams.
         rank: this process's rank, ``0 <= rank < world_size``.
-        world_size: W, the number of processes; must divide B.
+        world_size: W, the number of processes; must divide B when ``even``, else be at most B.
+        even: whether every rank must get the same number of streams.
 
     Returns:
-        ``(S, B / W)``: columns ``[rank * B / W, (rank + 1) * B / W)``.
+        ``(S, B_r)``: columns ``[floor(rank * B / W), floor((rank + 1) * B / W))``, ``B_r = B / W`` when even.
 
     Raises:
-        ValueError: if W does not divide B or ``rank`` is out of range.
+        ValueError: if W does not divide B (``even``), exceeds it, or ``rank`` is out of range.
     """
     check_positive_int("shard_streams", "world_size", world_size)
     batch_size = streams.size(1)
-    if batch_size % world_size:
+    if even and batch_size % world_size:
         raise ValueError(
             f"shard_streams: the global batch size must be divisible by world_size={world_size}, got {batch_size}"
         )
+    if batch_size < world_size:
+        raise ValueError(
+            f"shard_streams: the global batch size must be at least world_size={world_size} (a stream per rank), "
+            f"got {batch_size}"
+        )
     if not 0 <= rank < world_size:
         raise ValueError(f"shard_streams: rank must be in [0, {world_size}), got {rank}")
-    per_rank = batch_size // world_size
-    return streams[:, rank * per_rank : (rank + 1) * per_rank]
+    return streams[:, rank * batch_size // world_size : (rank + 1) * batch_size // world_size]
 
 
 def bptt_schedule(steps: int, bptt: int, variable: bool = True, seed: int = 0, epoch: int = 0) -> list[int]:
@@ -129,14 +137,19 @@ class StreamWindows(IterableDataset):
         variable_bptt: draw a fresh variable-length schedule per epoch (training); ``False`` gives
             fixed windows (evaluation).
         seed: seed of the window schedule, together with the epoch.
+        world_size: the number of processes the global streams are split across (part of the
+            :meth:`layout` a mid-epoch resume must match).
 
     Shape:
         - input: ``(T, B)`` long, T the window length (the last window may be shorter).
         - target: ``(T, B)`` long.
     """
 
-    def __init__(self, streams: Tensor, bptt: int, variable_bptt: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self, streams: Tensor, bptt: int, variable_bptt: bool = False, seed: int = 0, world_size: int = 1
+    ) -> None:
         check_positive_int("StreamWindows", "bptt", bptt)
+        check_positive_int("StreamWindows", "world_size", world_size)
         check_bool("StreamWindows", "variable_bptt", variable_bptt)
         if streams.dim() != 2 or streams.size(0) < 2:
             raise ValueError(f"StreamWindows: streams must be (S, B) with S >= 2, got shape {tuple(streams.shape)}")
@@ -144,6 +157,7 @@ class StreamWindows(IterableDataset):
         self.bptt = bptt
         self.variable_bptt = variable_bptt
         self.seed = seed
+        self.world_size = world_size
         self.epoch = 0
         self._skip = 0
 
@@ -161,6 +175,17 @@ class StreamWindows(IterableDataset):
         if not 0 <= windows <= len(self):
             raise ValueError(f"StreamWindows.skip_next: windows must be in [0, {len(self)}], got {windows}")
         self._skip = windows
+
+    def layout(self) -> dict[str, object]:
+        """What this epoch's windows depend on: the streams' shape and the schedule's settings (plain data)."""
+        return {
+            "streams": list(self.streams.shape),
+            "world_size": self.world_size,
+            "bptt": self.bptt,
+            "variable_bptt": self.variable_bptt,
+            "seed": self.seed,
+            "epoch": self.epoch,
+        }
 
     def schedule(self) -> list[int]:
         """The window lengths of the current epoch (see :func:`bptt_schedule`)."""
@@ -184,8 +209,11 @@ class ResumableWindowLoader(DataLoader):
     Lightning saves a stateful loader's :meth:`state_dict` in its checkpoints and, when a fit
     resumes, calls :meth:`load_state_dict` before iterating again. The state is the number of the
     epoch's windows whose training step has finished, read from ``windows_done`` when saving (the
-    loader itself cannot count them: Lightning fetches one window ahead); the next iteration skips
-    them, so the resumed epoch continues with the window the interrupted one would have taken.
+    loader itself cannot count them: Lightning fetches one window ahead), and the layout those
+    windows were cut from (:meth:`StreamWindows.layout`); the next iteration skips them, so the
+    resumed epoch continues with the window the interrupted one would have taken. A resume whose
+    layout differs (another ``bptt``, batch size, seed or number of processes) is refused, naming
+    what differs, since the saved position and hidden state would not mean the same there.
 
     Args:
         dataset: the windows.
@@ -196,8 +224,23 @@ class ResumableWindowLoader(DataLoader):
         super().__init__(dataset, batch_size=None)
         self.windows_done = windows_done
 
-    def state_dict(self) -> dict[str, int]:
-        return {"windows_done": self.windows_done()}
+    def state_dict(self) -> dict[str, object]:
+        return {"windows_done": self.windows_done(), "layout": self.dataset.layout()}
 
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        """Skip the saved number of windows in the next iteration, once the layouts agree.
+
+        Raises:
+            ValueError: if the checkpoint's layout differs from this loader's, naming each difference.
+        """
+        saved = state_dict.get("layout")  # absent from checkpoints of earlier versions
+        if saved is not None:
+            current = self.dataset.layout()
+            differences = [f"{key} {saved[key]!r} then, {current[key]!r} now" for key in current if saved.get(key) != current[key]]
+            if differences and state_dict["windows_done"] > 0:
+                raise ValueError(
+                    "ResumableWindowLoader: a mid-epoch checkpoint must be resumed with the data layout it was saved "
+                    f"with, got {'; '.join(differences)} (resume with the same bptt, batch size, seed and number of "
+                    "processes, or from an end-of-epoch checkpoint)"
+                )
         self.dataset.skip_next(state_dict["windows_done"])

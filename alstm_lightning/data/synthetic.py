@@ -14,34 +14,15 @@ from collections.abc import Callable
 from functools import partial
 from typing import Literal
 
-import numpy as np
 import torch
 from lightning import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
-from ..layers.checks import check_bool, check_non_negative_int, check_positive_int
-
-#: Per-step targets that no loss or metric reads (``torch.nn.functional.cross_entropy``'s default).
-IGNORE_INDEX = -100
-
-#: Split names; split ``k`` draws its samples from the keys ``(seed, k, i)``.
-SPLITS = ("train", "val", "test")
-
-#: Second key of the training-order shuffle's generator ``(seed, SHUFFLE_STREAM, epoch)``, unused by the splits.
-SHUFFLE_STREAM = len(SPLITS)
+from ..checks import check_bool, check_non_negative_int, check_positive_int
+from .loading import IGNORE_INDEX, SPLITS, seeded_generator, split_loader
 
 Batch = tuple[Tensor, Tensor, Tensor]
-
-
-def seeded_generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from ``keys`` (non-negative ints) through NumPy's ``SeedSequence``.
-
-    Hashing the keys, rather than adding them, keeps nearby keys (sample ``i`` and ``i + 1``,
-    seed ``s`` and split ``s + 1``) from yielding related streams.
-    """
-    state = np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
 
 
 def adding_problem(num_samples: int, seq_len: int, generator: torch.Generator | None = None) -> Batch:
@@ -190,48 +171,6 @@ def temporal_order(
     return inputs, lengths, targets
 
 
-class EpochRandomSampler(RandomSampler):
-    """A shuffle whose order in epoch ``e`` is drawn from a generator seeded by ``(seed, SHUFFLE_STREAM, e)``.
-
-    Lightning calls :meth:`set_epoch` at the start of every training epoch (as for a
-    ``DistributedSampler``), so the order of an epoch depends on the seed and the epoch alone: a fit
-    resumed from an end-of-epoch checkpoint sees the orders of the uninterrupted fit.
-
-    Args:
-        data_source: the dataset to shuffle.
-        seed: the run's data seed.
-    """
-
-    def __init__(self, data_source: Dataset, seed: int) -> None:
-        super().__init__(data_source, generator=seeded_generator(seed, SHUFFLE_STREAM, 0))
-        self.seed = seed
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw the orders of ``epoch`` from the next iteration on."""
-        self.generator = seeded_generator(self.seed, SHUFFLE_STREAM, epoch)
-
-
-def split_loader(datamodule: LightningDataModule, split: str) -> DataLoader:
-    """The DataLoader of ``datamodule.datasets[split]``, shuffled (seeded) only for ``"train"``.
-
-    ``datamodule`` provides ``datasets`` (filled by ``setup``), ``batch_size``, ``seed`` and
-    ``num_workers``. The training order of epoch ``e`` is drawn from ``(seed, SHUFFLE_STREAM, e)``
-    (:class:`EpochRandomSampler`), so it is reproducible and the same after resuming from a
-    checkpoint. Under DDP, Lightning swaps the sampler for a ``DistributedSampler``, which shuffles
-    by the seed and epoch by itself.
-    """
-    if split not in datamodule.datasets:
-        raise RuntimeError(f"{type(datamodule).__name__}: setup() must run before the {split} dataloader is built")
-    dataset = datamodule.datasets[split]
-    return DataLoader(
-        dataset,
-        batch_size=datamodule.batch_size,
-        sampler=EpochRandomSampler(dataset, datamodule.seed) if split == "train" else None,
-        num_workers=datamodule.num_workers,
-        persistent_workers=datamodule.num_workers > 0,
-    )
-
-
 class SeededSequenceDataset(Dataset):
     """``num_samples`` sequences, sample ``i`` drawn by ``generate`` from a generator seeded by ``(*keys, i)``.
 
@@ -265,7 +204,7 @@ class SyntheticDataModule(LightningDataModule):
     """Base of the synthetic benchmarks: three seeded splits of sizes ``num_train/num_val/num_test``.
 
     Subclasses set the batch-contract attributes (``input_size``, ``vocab_size``, ``pad_index``,
-    ``num_classes``, ``task``) in ``__init__`` and override :meth:`generator_function`, which
+    ``num_classes``, ``objective``) in ``__init__`` and override :meth:`generator_function`, which
     returns the picklable ``generate(num_samples, generator=...)`` of their problem.
 
     Split ``k`` (``0`` train, ``1`` val, ``2`` test) draws sample ``i`` from a generator seeded
@@ -284,7 +223,7 @@ class SyntheticDataModule(LightningDataModule):
     vocab_size: int | None = None
     pad_index: int = 0
     num_classes: int
-    task: Literal["classification", "regression"] = "classification"
+    objective: Literal["classification", "regression"] = "classification"
 
     def __init__(
         self,
@@ -336,7 +275,7 @@ class AddingDataModule(SyntheticDataModule):
     """The adding problem (:func:`adding_problem`): regression of the sum of two marked values.
 
     Batches are ``(inputs (B, T, 2) float, lengths (B,), targets (B,) float)``; ``input_size=2``,
-    ``num_classes=1``, ``task="regression"``. A model has learnt something once its test mean
+    ``num_classes=1``, ``objective="regression"``. A model has learnt something once its test mean
     squared error falls clearly below the baseline ``0.167`` of always predicting 1.
 
     Args:
@@ -352,7 +291,7 @@ class AddingDataModule(SyntheticDataModule):
 
     input_size = 2
     num_classes = 1
-    task = "regression"
+    objective = "regression"
 
     def __init__(
         self,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from ..layers.checks import check_bool, check_choice
+from ..checks import check_bool, check_choice
 from .download import Resource, download, extract_members
 from .language_modeling import SPLITS, LanguageModelingDataModule, TokenizedCorpus
 from .vocab import EOS, UNK, UNKNOWN_POLICIES, UnknownTokenError, Vocabulary
+
+#: Which split files :class:`WordCorpusDataModule` builds its vocabulary from (without ``vocab_path``).
+VOCAB_SPLITS = ("train", "all")
 
 #: File names looked for in ``data_dir``, per split, in this order: ours, Mikolov's PTB, WikiText.
 SPLIT_FILE_NAMES = {
@@ -31,14 +36,51 @@ def read_words(path: str | Path) -> Iterator[str]:
             yield EOS
 
 
+def _read_vocabulary_file(path: Path, owner: str) -> list[str]:
+    """The tokens of a vocabulary file, one per line, in file order (their ids).
+
+    Args:
+        path: a UTF-8 text file with one token per line (``\\n`` or ``\\r\\n`` line ends).
+        owner: who reads it, for error messages.
+
+    Raises:
+        ValueError: for an empty line, a line holding whitespace, or a token listed twice, naming the
+            line and the file.
+    """
+    tokens = []
+    with open(path, encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            token = line.rstrip("\r\n")
+            if token.split() != [token]:  # empty, or holding whitespace
+                raise ValueError(
+                    f"{owner}: vocab_path must hold one token per line, got line {number} {token!r} in {str(path)!r}"
+                )
+            tokens.append(token)
+    if duplicates := sorted(token for token, count in Counter(tokens).items() if count > 1):
+        raise ValueError(
+            f"{owner}: vocab_path must list each token once, got {len(duplicates)} listed more than once "
+            f"(e.g. {duplicates[:5]}) in {str(path)!r}"
+        )
+    return tokens
+
+
 class WordCorpusDataModule(LanguageModelingDataModule):
     """Word-level language modeling on a corpus of train / validation / test text files.
 
-    Words are split on whitespace and ``<eos>`` ends every line (:func:`read_words`); the
-    vocabulary is every word of the training file, most frequent first. Validation and test words
-    must be in it (true of PTB and WikiText, which write rare words as ``<unk>``) unless
+    Words are split on whitespace and ``<eos>`` ends every line (:func:`read_words`). The
+    vocabulary is, by default, every word of the training file, most frequent first. Validation and
+    test words must be in it (true of PTB and WikiText, which write rare words as ``<unk>``) unless
     ``unknown_words="unk"`` maps the others to ``<unk>`` (added to the vocabulary when the training
     file never uses it), e.g. to train on a file that is not the corpus's own training split.
+    Two options change where the vocabulary comes from:
+
+    * ``vocab_splits="all"`` counts the words of all three files (most frequent first), so no word
+      is unknown: for a corpus cut from other files, e.g. WikiText-2's validation file split into
+      training and validation parts, that must be scored on every word of the real test file.
+      Words seen only in validation or test get ids (and embeddings) that training never updates.
+    * ``vocab_path`` reads a fixed vocabulary, one token per line, ids in file order (no empty
+      lines, no whitespace in a token); every word of every split, training included, must be in
+      it unless ``unknown_words="unk"`` (``<unk>`` is then appended when the file lacks it).
 
     Each split's file is its explicit path, else the first of ``SPLIT_FILE_NAMES`` found in
     ``data_dir``: ``train.txt`` / ``valid.txt`` / ``test.txt``, Mikolov's ``ptb.train.txt`` ..., or
@@ -55,7 +97,13 @@ class WordCorpusDataModule(LanguageModelingDataModule):
         val_path: the validation file; overrides ``data_dir`` for this split.
         test_path: the test file; overrides ``data_dir`` for this split.
         unknown_words: ``"error"`` to reject validation / test words missing from the training
-            vocabulary, ``"unk"`` to read them as ``<unk>``.
+            vocabulary (with ``vocab_path``: any split's words missing from the file), ``"unk"`` to
+            read them as ``<unk>``.
+        vocab_splits: ``"train"`` builds the vocabulary from the training file, ``"all"`` from the
+            training, validation and test files together (see above); must be ``"train"`` with
+            ``vocab_path``.
+        vocab_path: a vocabulary file, one token per line, used instead of building one; ``None``
+            builds it as ``vocab_splits`` says.
         download: fetch the corpus's published files into ``data_dir`` when a split file is
             missing there (named corpora only).
         **kwargs: ``batch_size``, ``eval_batch_size``, ``test_batch_size``, ``bptt``,
@@ -83,12 +131,22 @@ class WordCorpusDataModule(LanguageModelingDataModule):
         val_path: str | None = None,
         test_path: str | None = None,
         unknown_words: str = "error",
+        vocab_splits: Literal["train", "all"] = "train",
+        vocab_path: str | None = None,
         download: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         owner = type(self).__name__
         check_choice(owner, "unknown_words", unknown_words, UNKNOWN_POLICIES)
+        check_choice(owner, "vocab_splits", vocab_splits, VOCAB_SPLITS)
+        if vocab_path is not None and not isinstance(vocab_path, str):
+            raise TypeError(f"{owner}: vocab_path must be a str path or None, got {type(vocab_path).__name__}")
+        if vocab_path is not None and vocab_splits != "train":
+            raise ValueError(
+                f"{owner}: vocab_splits must be 'train' when vocab_path is given (the file is the vocabulary), "
+                f"got {vocab_splits!r}"
+            )
         check_bool(owner, "download", download)
         if download and not self.resources:
             raise ValueError(
@@ -102,6 +160,8 @@ class WordCorpusDataModule(LanguageModelingDataModule):
         self.val_path = val_path
         self.test_path = test_path
         self.unknown_words = unknown_words
+        self.vocab_splits = vocab_splits
+        self.vocab_path = vocab_path
         self.download = download
 
     def _find(self, split: str) -> Path | None:
@@ -125,7 +185,7 @@ class WordCorpusDataModule(LanguageModelingDataModule):
             extract_members(data_dir / archive, {member: data_dir / name for member, name in members.items()})
 
     def source_files(self) -> list[Path]:
-        """The train, validation and test files.
+        """The train, validation and test files, then the ``vocab_path`` file when given.
 
         Raises:
             ValueError: if a split has neither a path nor a file in ``data_dir``.
@@ -145,27 +205,45 @@ class WordCorpusDataModule(LanguageModelingDataModule):
             if not path.is_file():
                 raise FileNotFoundError(f"{owner}: {split}_path must be an existing file, got {str(path)!r}")
             files.append(path)
+        if self.vocab_path is not None:
+            if not Path(self.vocab_path).is_file():
+                raise FileNotFoundError(f"{owner}: vocab_path must be an existing file, got {self.vocab_path!r}")
+            files.append(Path(self.vocab_path))
         return files
 
     def cache_options(self) -> dict[str, object]:
-        return {**super().cache_options(), "unknown_words": self.unknown_words}
+        # the vocabulary file's path, size and time key the cache as a source file (source_files)
+        return {
+            **super().cache_options(),
+            "unknown_words": self.unknown_words,
+            "vocab_splits": self.vocab_splits,
+            "vocab_path": self.vocab_path,
+        }
 
     def tokenize(self, files: list[Path]) -> TokenizedCorpus:
-        """Build the vocabulary on the training file and encode every split (see the class docstring)."""
-        train_file = files[0]
+        """Build (or read) the vocabulary and encode every split (see the class docstring)."""
+        split_files = files[: len(SPLITS)]
         extra = (UNK,) if self.unknown_words == "unk" else ()
-        vocab = Vocabulary.build(read_words(train_file), level="word", extra_tokens=extra)
-        ids = [vocab.encode(read_words(train_file))]
-        for split, path in zip(SPLITS[1:], files[1:]):
+        if self.vocab_path is not None:
+            itos = _read_vocabulary_file(files[-1], type(self).__name__)
+            itos += [token for token in extra if token not in itos]
+            vocab = Vocabulary(itos, level="word", unk_token=UNK if UNK in itos else None)
+            source, mapped = f"vocab_path={str(files[-1])!r}", SPLITS
+        else:
+            counted = split_files if self.vocab_splits == "all" else split_files[:1]
+            vocab = Vocabulary.build(chain.from_iterable(map(read_words, counted)), level="word", extra_tokens=extra)
+            source, mapped = f"the training file {split_files[0]}", SPLITS[1:]
+        ids = []
+        for split, path in zip(SPLITS, split_files):  # unknown_words applies to the `mapped` splits
             try:
-                ids.append(vocab.encode(read_words(path), unknown=self.unknown_words))
+                ids.append(vocab.encode(read_words(path), unknown=self.unknown_words if split in mapped else "error"))
             except UnknownTokenError as error:
                 examples = ", ".join(repr(word) for word, _ in error.unknown.most_common(5))
+                fix = "add them to the file, or pass" if self.vocab_path is not None else "pass"
                 raise ValueError(
-                    f"{type(self).__name__}: every word of the {split} file must be in the vocabulary of the "
-                    f"training file {train_file}, got {error.unknown.total()} unknown words "
-                    f"({len(error.unknown)} distinct, e.g. {examples}) in {path}; pass unknown_words='unk' to "
-                    f"read them as {UNK!r}"
+                    f"{type(self).__name__}: every word of the {split} file must be in the vocabulary of {source}, "
+                    f"got {error.unknown.total()} unknown words ({len(error.unknown)} distinct, e.g. {examples}) "
+                    f"in {path}; {fix} unknown_words='unk' to read them as {UNK!r}"
                 ) from None
         return TokenizedCorpus(vocab, *ids)
 

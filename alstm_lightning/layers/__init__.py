@@ -1,21 +1,26 @@
 """Pure-torch recurrent layers: adaptive cells and stacks, policy, state, dropout, and the AWD-LSTM baseline."""
 
 from .awd_lstm import AWDLSTM
-from .cell import aLSTMCell, alstm_cell, aRNNCell, arnn_cell
-from .init import chrono_init_
-from .inspect import trace_policies
+from .cell import AdaptiveCell, aLSTMCell, alstm_cell, aRNNCell, arnn_cell
 from .dropout import LockedDropout, embedding_dropout, variational_mask
-from .policy import POLICY_LAYOUTS, Project, policy_size, policy_slices, unused_policy_fraction
-from .stack import StackOutputs, aLSTM, aRNN
+from .initialization import chrono_init_
+from .lstm_stack import LSTMStack
+from .policy import POLICY_LAYOUTS, Project, policy_size, policy_slices, projection_size, unused_policy_fraction
+from .policy_trace import trace_policies
+from .stack import AdaptiveStack, StackDirection, StackOutputs, aLSTM, aRNN
 from .state import AdaptiveState
 from .weight_drop import WeightDropLSTM
 
 __all__ = [
     "AWDLSTM",
     "POLICY_LAYOUTS",
+    "AdaptiveCell",
+    "AdaptiveStack",
     "AdaptiveState",
+    "LSTMStack",
     "LockedDropout",
     "Project",
+    "StackDirection",
     "StackOutputs",
     "WeightDropLSTM",
     "aLSTM",
@@ -28,6 +33,7 @@ __all__ = [
     "embedding_dropout",
     "policy_size",
     "policy_slices",
+    "projection_size",
     "trace_policies",
     "unused_policy_fraction",
     "variational_mask",

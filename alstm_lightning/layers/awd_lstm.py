@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .checks import check_bool, check_positive_int, check_probability, check_sequence_input
+from ..checks import check_bool, check_positive_int, check_probability, check_sequence_input
 from .dropout import LockedDropout
 from .weight_drop import WeightDropLSTM
 

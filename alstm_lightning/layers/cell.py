@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_bool, check_choice, check_floating_tensor, check_like, check_positive_int, check_size
-from .policy import POLICY_LAYOUTS, PolicyLayout, SubPolicies, policy_size, policy_slices, split_policy
+from ..checks import check_bool, check_choice, check_floating_tensor, check_like, check_positive_int, check_size
+from .policy import POLICY_LAYOUTS, PolicyLayout, SubPolicies, policy_size, policy_slices, projection_size, split_policy
 
 
 def adaptive_preactivation(
@@ -151,8 +151,13 @@ def arnn_cell(
     return arnn_step(input, hidden, None, pi, weight_ih, weight_hh, bias)[0]
 
 
-class _AdaptiveCell(nn.Module):
-    """Parameters and initialisation shared by the adaptive cells; subclasses set the step math."""
+class AdaptiveCell(nn.Module):
+    """Parameters and initialisation shared by the adaptive cells; subclasses set the step math.
+
+    Subclass it for another adaptive cell: set :attr:`num_gates` (G), :attr:`has_cell_state` and
+    ``step`` (``step(x, h, c, pi, weight_ih, weight_hh, bias) -> (h, c)``), and stack it with an
+    :class:`~alstm_lightning.layers.stack.AdaptiveStack` subclass.
+    """
 
     num_gates: int
     has_cell_state: bool
@@ -191,6 +196,11 @@ class _AdaptiveCell(nn.Module):
         """P, the width of the policy vector this cell reads."""
         return policy_size(self.input_size, self.hidden_size, self.num_gates, self.bias is not None)
 
+    @property
+    def projection_size(self) -> int:
+        """The rows of the policy projection feeding this cell (:func:`~.policy.projection_size`)."""
+        return projection_size(self.input_size, self.hidden_size, self.num_gates, self.bias is not None, self.policy_layout)
+
     def reset_parameters(self) -> None:
         """Orthogonal ``weight_ih`` and ``weight_hh``; zero bias (subclasses may add to it)."""
         nn.init.orthogonal_(self.weight_ih)
@@ -207,7 +217,7 @@ class _AdaptiveCell(nn.Module):
         return text
 
 
-class aLSTMCell(_AdaptiveCell):
+class aLSTMCell(AdaptiveCell):
     """The adaptive LSTM cell: one step, with the policy given by the caller.
 
     See the module docstring for the equations.
@@ -257,7 +267,7 @@ class aLSTMCell(_AdaptiveCell):
         return alstm_cell(input, hx, policy, self.weight_ih, self.weight_hh, self.bias, self.policy_layout)
 
 
-class aRNNCell(_AdaptiveCell):
+class aRNNCell(AdaptiveCell):
     """The adaptive vanilla RNN cell: ``h = tanh((W_ih x') ⊙ pi_i + (W_hh h') ⊙ pi_hh + b ⊙ pi_b)``.
 
     Args:

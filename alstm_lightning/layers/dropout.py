@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_bool, check_probability
+from ..checks import check_bool, check_probability
 
 
 def variational_mask(batch_size: int, size: int, p: float, like: Tensor) -> Tensor:

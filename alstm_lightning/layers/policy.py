@@ -77,11 +77,18 @@ def split_policy(policy: Tensor, slices: tuple[PolicySlice, ...]) -> SubPolicies
     return SubPolicies(*parts, None) if len(parts) == 4 else SubPolicies(*parts)
 
 
+def projection_size(input_size: int, hidden_size: int, num_gates: int, bias: bool, layout: PolicyLayout) -> int:
+    """Rows of the policy projection ``P``: :func:`policy_size`, and for the ``"reference"`` aRNN one more
+    block of ``hidden_size`` rows, never read, as in the original aRNN (whose ``state_dict`` then loads)."""
+    extra = hidden_size if layout == "reference" and num_gates == 1 else 0
+    return policy_size(input_size, hidden_size, num_gates, bias) + extra
+
+
 def unused_policy_fraction(
     input_size: int, hidden_size: int, num_gates: int, bias: bool, layout: PolicyLayout
 ) -> float:
     """Share of the projection's output units that no sub-policy reads (0 for ``"paper"``)."""
-    size = policy_size(input_size, hidden_size, num_gates, bias)
+    size = projection_size(input_size, hidden_size, num_gates, bias, layout)
     used = torch.zeros(size, dtype=torch.bool)
     for s in policy_slices(input_size, hidden_size, num_gates, bias, layout):
         used[s.start : s.start + s.length] = True

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .cell import _AdaptiveCell
+from .cell import AdaptiveCell
 from .policy import Project, split_policy
 
 
@@ -37,7 +37,7 @@ class ChainLayer(NamedTuple):
 
     adapt: nn.LSTMCell
     project: Project
-    cell: _AdaptiveCell
+    cell: AdaptiveCell
     h_mask: Tensor | None
     a_mask: Tensor | None
 

@@ -9,22 +9,27 @@ Per layer l and step t (Flennerhag et al. 2018, Section 3 and Appendix), with L 
 * the policy is ``pi = tanh(P_l a_{l,t})``, split into ``pi_x, pi_h, pi_i, pi_hh, pi_b``;
 * the cell is the adaptive LSTM (or RNN) step of :mod:`alstm_lightning.layers.cell`.
 
+The time loop runs the reference path of :mod:`~alstm_lightning.layers.recurrence` (``impl="naive"``,
+which calls the cell's step) or the fast path of :mod:`~alstm_lightning.layers.fused` (the default),
+which computes the same equations in fused form; tests hold the two equal.
+
 Variational dropout samples one mask per sequence and forward call on each layer's ``h``
-(``dropout``) and ``a`` (``adapt_dropout``); the dropped values recur and feed the layer above.
+(``dropout``) and ``a`` (``adapt_dropout``), every layer's ``h`` mask first, then every layer's ``a``
+mask, as the original implementation draws them; the dropped values recur and feed the layer above.
 The last layer's output is returned before dropout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .cell import _AdaptiveCell, aLSTMCell, aRNNCell
-from .checks import (
+from .cell import AdaptiveCell, aLSTMCell, aRNNCell
+from ..checks import (
     check_bool,
     check_choice,
     check_positive_int,
@@ -38,9 +43,31 @@ from .policy import POLICY_LAYOUTS, PolicyLayout, Project
 from .recurrence import ChainLayer, ChainResult, LayerState, run_chain_naive
 from .state import AdaptiveState, zero_state
 
+#: What the parameter names of each direction end with, forward first.
+DIRECTION_SUFFIXES: tuple[str, ...] = ("", "_reverse")
 Impl = Literal["fused", "naive"]
 ChainRunner = Callable[..., ChainResult]
 CHAIN_RUNNERS: dict[str, ChainRunner] = {"fused": run_chain_fused, "naive": run_chain_naive}
+
+
+#: A dropout setting: one probability for every layer, one per layer, or ``None`` (the original's "off").
+DropoutSetting = float | Sequence[float] | None
+
+
+class StackDirection(NamedTuple):
+    """One direction's modules of a stack, one entry per layer; see :meth:`AdaptiveStack.directions`.
+
+    Fields:
+        adapt_layers: the adaptation ``nn.LSTMCell`` s.
+        project_layers: the policy projections (:class:`~alstm_lightning.layers.policy.Project`).
+        cell_layers: the adaptive cells (``alstm_layers`` / ``arnn_layers``).
+        suffix: what the direction's parameter names end with: ``""`` forward, ``"_reverse"`` reverse.
+    """
+
+    adapt_layers: nn.ModuleList
+    project_layers: nn.ModuleList
+    cell_layers: nn.ModuleList
+    suffix: str
 
 
 class StackOutputs(NamedTuple):
@@ -70,7 +97,7 @@ def reverse_steps(x: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 def _resolve_alias(owner: str, name: str, value, alias: str, alias_value, default):
-    """Take the original implementation's keyword ``alias`` for ``name`` (``None`` there meant 0)."""
+    """Take the original implementation's keyword ``alias`` for ``name``."""
     if alias_value is None:
         return value
     if value != default:
@@ -78,10 +105,36 @@ def _resolve_alias(owner: str, name: str, value, alias: str, alias_value, defaul
     return alias_value
 
 
-class _AdaptiveStack(nn.Module):
-    """Shared machinery of :class:`aLSTM` and :class:`aRNN`; subclasses set the cell class."""
+def layer_probabilities(owner: str, name: str, value: DropoutSetting, num_layers: int) -> tuple[float, ...]:
+    """Per layer, the drop probability a dropout setting gives: ``None`` is 0 (as in the original), a number
+    applies to every layer, a sequence gives one per layer.
 
-    cell_class: type[_AdaptiveCell]
+    Raises:
+        TypeError, ValueError: for a sequence of another length or a probability outside ``[0, 1)``.
+    """
+    if value is None:
+        return (0.0,) * num_layers
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_layers:
+            raise ValueError(
+                f"{owner}: {name} must be one probability or one per layer (num_layers={num_layers}), got {list(value)!r}"
+            )
+        for p in value:
+            check_probability(owner, name, p)
+        return tuple(float(p) for p in value)
+    check_probability(owner, name, value)
+    return (float(value),) * num_layers
+
+
+class AdaptiveStack(nn.Module):
+    """The machinery :class:`aLSTM` and :class:`aRNN` share: layers, directions, packing, dropout and state.
+
+    Subclass it to stack another adaptive cell: set :attr:`cell_class` (an
+    :class:`~alstm_lightning.layers.cell.AdaptiveCell`), :attr:`cell_layers_name` (the parameter
+    prefix of the cells) and :attr:`original_dropout_alias` (the original code's keyword for ``dropout``).
+    """
+
+    cell_class: type[AdaptiveCell]
     cell_layers_name: str
     original_dropout_alias: str
 
@@ -92,8 +145,8 @@ class _AdaptiveStack(nn.Module):
         adapt_size: int,
         output_size: int | None = None,
         num_layers: int = 1,
-        dropout: float = 0.0,
-        adapt_dropout: float = 0.0,
+        dropout: DropoutSetting = 0.0,
+        adapt_dropout: DropoutSetting = 0.0,
         batch_first: bool = False,
         bias: bool = True,
         bidirectional: bool = False,
@@ -125,8 +178,8 @@ class _AdaptiveStack(nn.Module):
             ("num_layers", num_layers),
         ]:
             check_positive_int(owner, name, value)
-        check_probability(owner, "dropout", dropout)
-        check_probability(owner, "adapt_dropout", adapt_dropout)
+        self._layer_dropout = layer_probabilities(owner, "dropout", dropout, num_layers)
+        self._layer_adapt_dropout = layer_probabilities(owner, "adapt_dropout", adapt_dropout, num_layers)
         for name, value in [("batch_first", batch_first), ("bias", bias), ("bidirectional", bidirectional)]:
             check_bool(owner, name, value)
         check_choice(owner, "policy_layout", policy_layout, POLICY_LAYOUTS)
@@ -137,8 +190,12 @@ class _AdaptiveStack(nn.Module):
         self.adapt_size = adapt_size
         self.output_size = output_size
         self.num_layers = num_layers
-        self.dropout = float(dropout)
-        self.adapt_dropout = float(adapt_dropout)
+        # as given: one number, or one per layer; a sequence draws a mask for every layer (even at
+        # probability 0), as the original does, so that seeded masks are the original's
+        self.dropout = list(self._layer_dropout) if isinstance(dropout, (list, tuple)) else float(dropout or 0.0)
+        self.adapt_dropout = (
+            list(self._layer_adapt_dropout) if isinstance(adapt_dropout, (list, tuple)) else float(adapt_dropout or 0.0)
+        )
         self.batch_first = batch_first
         self.bias = bias
         self.bidirectional = bidirectional
@@ -146,14 +203,14 @@ class _AdaptiveStack(nn.Module):
         self.impl = impl
 
         factory = {"device": device, "dtype": dtype}
-        for suffix in self._direction_suffixes:
+        for suffix in DIRECTION_SUFFIXES[: self.num_directions]:
             adapt, project, cells = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
             for layer in range(num_layers):
                 layer_in, layer_hidden = self.layer_sizes(layer)
                 adapt_in = layer_in + layer_hidden + (adapt_size if num_layers > 1 else 0)
                 cell = self.cell_class(layer_in, layer_hidden, bias=bias, policy_layout=policy_layout, **factory)
                 adapt.append(nn.LSTMCell(adapt_in, adapt_size, **factory))
-                project.append(Project(adapt_size, cell.policy_size, **factory))
+                project.append(Project(adapt_size, cell.projection_size, **factory))
                 cells.append(cell)
             setattr(self, "adapt_layers" + suffix, adapt)
             setattr(self, "project_layers" + suffix, project)
@@ -164,9 +221,23 @@ class _AdaptiveStack(nn.Module):
         """D: 2 when bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
-    @property
-    def _direction_suffixes(self) -> tuple[str, ...]:
-        return ("", "_reverse") if self.bidirectional else ("",)
+    def directions(self) -> list[StackDirection]:
+        """Each direction's modules (forward, then reverse when bidirectional): the one way to reach them.
+
+        Example:
+            >>> for direction in model.directions():
+            ...     for adapt, project, cell in zip(*direction[:3]):
+            ...         ...
+        """
+        return [
+            StackDirection(
+                getattr(self, "adapt_layers" + suffix),
+                getattr(self, "project_layers" + suffix),
+                getattr(self, self.cell_layers_name + suffix),
+                suffix,
+            )
+            for suffix in DIRECTION_SUFFIXES[: self.num_directions]
+        ]
 
     def layer_sizes(self, layer: int) -> tuple[int, int]:
         """``(input width, hidden width)`` of ``layer``, per direction."""
@@ -196,11 +267,20 @@ class _AdaptiveStack(nn.Module):
 
     def _check_state(self, hx: object, batch_size: int, like: Tensor) -> AdaptiveState:
         owner = type(self).__name__
-        if not isinstance(hx, tuple) or len(hx) != 4:
-            raise TypeError(
-                f"{owner}: hx must be an AdaptiveState (h, c, a, a_c) or None, got {type(hx).__name__}"
-            )
-        hx = AdaptiveState(*hx)
+        expected = (
+            f"{owner}: hx must be an AdaptiveState (h, c, a, a_c), the original format "
+            f"([(a, a_c)] * L, [(h, c)] * L) or None, got"
+        )
+        if isinstance(hx, (tuple, list)) and len(hx) == 2:  # the original implementation's format
+            try:
+                hx = AdaptiveState.from_original(hx)
+            except TypeError:
+                raise TypeError(f"{expected} a {type(hx).__name__} of 2 that is neither") from None
+        if not isinstance(hx, (tuple, list)) or len(hx) != 4:
+            raise TypeError(f"{expected} {type(hx).__name__}")
+        hx = AdaptiveState(*(tuple(field) for field in hx))  # nested lists (a repackaged state) become tuples
+        if not self.cell_class.has_cell_state:
+            hx = hx._replace(c=())
         reference = self._zero_state(batch_size, like)
         for field in AdaptiveState._fields:
             shapes = [tuple(t.shape) for t in getattr(reference, field)]
@@ -208,24 +288,26 @@ class _AdaptiveStack(nn.Module):
         return hx
 
     def _chain_layers(self, direction: int, layers: range, batch_size: int, like: Tensor) -> list[ChainLayer]:
-        suffix = self._direction_suffixes[direction]
-        adapt = getattr(self, "adapt_layers" + suffix)
-        project = getattr(self, "project_layers" + suffix)
-        cells = getattr(self, self.cell_layers_name + suffix)
-        drop = self.training
+        adapt, project, cells, _ = self.directions()[direction]
+        # every layer's h mask, then every layer's a mask: the original's order, so a seed gives its masks
+        h_masks = self._masks(self.dropout, self._layer_dropout, [cells[l].hidden_size for l in layers], layers, batch_size, like)
+        a_masks = self._masks(self.adapt_dropout, self._layer_adapt_dropout, [self.adapt_size] * len(layers), layers, batch_size, like)
         return [
-            ChainLayer(
-                adapt[layer],
-                project[layer],
-                cells[layer],
-                variational_mask(batch_size, cells[layer].hidden_size, self.dropout, like)
-                if drop and self.dropout > 0
-                else None,
-                variational_mask(batch_size, self.adapt_size, self.adapt_dropout, like)
-                if drop and self.adapt_dropout > 0
-                else None,
-            )
-            for layer in layers
+            ChainLayer(adapt[layer], project[layer], cells[layer], h_mask, a_mask)
+            for layer, h_mask, a_mask in zip(layers, h_masks, a_masks)
+        ]
+
+    def _masks(
+        self, setting: float | list[float], probabilities: tuple[float, ...], sizes: list[int], layers: range,
+        batch_size: int, like: Tensor,
+    ) -> list[Tensor | None]:
+        """The variational masks of ``layers`` (``None`` where none is drawn), in layer order."""
+        if not self.training:
+            return [None] * len(sizes)
+        draw_all = isinstance(setting, list)  # the original draws every layer's mask when given a list
+        return [
+            variational_mask(batch_size, size, probabilities[l], like) if draw_all or probabilities[l] > 0 else None
+            for l, size in zip(layers, sizes)
         ]
 
     def forward(
@@ -251,6 +333,13 @@ class _AdaptiveStack(nn.Module):
         owner = type(self).__name__
         check_sequence_input(owner, input, self.input_size, self.batch_first)
         check_bool(owner, "return_all", return_all)
+        data = input.data if isinstance(input, PackedSequence) else input
+        parameter_dtype = next(self.parameters()).dtype
+        if data.dtype != parameter_dtype and not torch.is_autocast_enabled(data.device.type):
+            raise TypeError(
+                f"{owner}: input dtype must be the parameters' dtype {parameter_dtype} outside autocast, got "
+                f"{data.dtype} (cast the input, or the model with .to({data.dtype}), or run under torch.autocast)"
+            )
         packed = input if isinstance(input, PackedSequence) else None
         if packed is not None:
             x, lengths = pad_packed_sequence(packed)
@@ -392,7 +481,8 @@ _SHARED_DOC = """
         num_layers: L (alias ``nlayers``).
         dropout: unlike ``torch.nn.LSTM``, one variational mask per sequence on every layer's
             ``h``, the last layer's included, applied to what recurs and feeds the next layer;
-            the returned output is the last layer's ``h`` before dropout. Alias ``{alias}``.
+            the returned output is the last layer's ``h`` before dropout. One probability, one per
+            layer (a list), or ``None`` (off), as in the original (alias ``{alias}``).
         adapt_dropout: likewise on every layer's adaptation state ``a`` (alias ``dropout_adapt``).
         batch_first: input and output are ``(B, T, *)``; the state's layout does not change.
         bias: whether the cells have the adaptive bias.
@@ -400,6 +490,7 @@ _SHARED_DOC = """
             are concatenated, so layers above the first read ``2*H`` features. The wrap-around of
             the hybrid adaptation is then cut (see ``_run_bidirectional``). The final state of the
             reverse direction is at step 0: ``output[-1]`` is not the bidirectional summary.
+            :meth:`directions` gives each direction's modules.
         policy_layout: ``"paper"`` (contiguous sub-policies) or ``"reference"`` (the original
             implementation's overlapping slices, which produced the published numbers; see
             :mod:`alstm_lightning.layers.policy`).
@@ -408,7 +499,7 @@ _SHARED_DOC = """
     Parameters (``_reverse`` is appended to the list names for the reverse direction):
         adapt_layers.{{l}}: ``nn.LSTMCell`` with ``weight_ih (4A, I_l + H_l [+ A])``,
             ``weight_hh (4A, A)``, ``bias_ih``, ``bias_hh (4A,)``; ``+A`` when L > 1.
-        project_layers.{{l}}.linear.weight: ``(P_l, A)``.
+        project_layers.{{l}}.linear.weight: ``(P_l, A)``, ``P_l`` the cell's ``projection_size``.
         {cells}.{{l}}: ``weight_ih (G*H_l, I_l)``, ``weight_hh (G*H_l, H_l)``, ``bias (G*H_l,)``.
 
     Shape:
@@ -417,7 +508,7 @@ _SHARED_DOC = """
 """
 
 
-class aLSTM(_AdaptiveStack):
+class aLSTM(AdaptiveStack):
     __doc__ = (
         """Multi-layer adaptive LSTM (Flennerhag et al. 2018), a drop-in for the original ``aLSTM``.
 
@@ -438,12 +529,13 @@ class aLSTM(_AdaptiveStack):
     original_dropout_alias = "dropout_alstm"
 
 
-class aRNN(_AdaptiveStack):
+class aRNN(AdaptiveStack):
     __doc__ = (
         """Multi-layer adaptive vanilla RNN: the aLSTM's adaptation model over a ``tanh`` RNN cell.
 
-    G = 1 gate block, ``P_l = I_l + 4 H_l`` with bias, ``I_l + 3 H_l`` without; the state's ``c``
-    field is empty.
+    G = 1 gate block, ``P_l = I_l + 4 H_l`` with bias, ``I_l + 3 H_l`` without (one more block of
+    ``H_l`` rows, never read, with ``policy_layout="reference"``, so that the original aRNN's
+    ``state_dict`` loads); the state's ``c`` field is empty.
     """
         + _SHARED_DOC.format(alias="dropout_arnn", cells="arnn_layers")
     )

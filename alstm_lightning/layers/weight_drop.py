@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from .checks import check_probability
+from ..checks import check_probability
 
 # cuDNN copies weights that are not views of one flat buffer into one before each call and warns
 # about it; the dropped matrices are fresh tensors every training step, so the copy is inherent.

@@ -5,6 +5,7 @@ from .encoders import ENCODERS, make_encoder
 from .language_modeling import LanguageModelingTask, LanguageModelOutput
 from .neural_cache import NeuralCache
 from .sequence_classification import SequenceClassificationTask
+from .sizing import SizingResult, count_parameters, solve_hidden_size
 
 __all__ = [
     "ENCODERS",
@@ -13,5 +14,8 @@ __all__ = [
     "LanguageModelingTask",
     "NeuralCache",
     "SequenceClassificationTask",
+    "SizingResult",
+    "count_parameters",
     "make_encoder",
+    "solve_hidden_size",
 ]

@@ -11,10 +11,20 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..layers.checks import check_choice, check_non_negative, check_positive
+from ..checks import check_choice, check_in_interval, check_non_negative, check_positive
 
 DynamicRule = Literal["sgd", "rms"]
 DYNAMIC_RULES: tuple[str, ...] = ("sgd", "rms")
+
+
+def check_dynamic_settings(owner: str, lr: object, decay: object, lr_name: str = "lr", decay_name: str = "decay") -> None:
+    """Raise unless dynamic evaluation's step size ``lr`` is finite and ``>= 0`` and its pull ``decay`` is in ``[0, 1]``.
+
+    ``lr_name`` and ``decay_name`` are the caller's names of the two (a task calls them ``dynamic_lr``
+    and ``dynamic_decay``).
+    """
+    check_non_negative(owner, lr_name, lr)
+    check_in_interval(owner, decay_name, decay, 0.0, 1.0, closed="both")
 
 
 class DynamicEvaluation:
@@ -63,10 +73,7 @@ class DynamicEvaluation:
     ) -> None:
         owner = "DynamicEvaluation"
         check_choice(owner, "rule", rule, DYNAMIC_RULES)
-        check_non_negative(owner, "lr", lr)
-        check_non_negative(owner, "decay", decay)
-        if decay > 1:
-            raise ValueError(f"{owner}: decay must be in [0, 1], got {decay}")
+        check_dynamic_settings(owner, lr, decay)
         check_positive(owner, "eps", eps)
         self.parameters = [p for p in parameters if p.requires_grad]
         self.rule = rule

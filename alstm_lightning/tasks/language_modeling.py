@@ -5,56 +5,60 @@ itself AWD-LSTM's, Merity et al. 2018):
 
     e = embedding_dropout(E, w)            # drop whole words from the table E: (V, E)
     x = locked_dropout(e)                  # one mask per sequence on the embedded input
-    y, state = encoder(x, state)           # aLSTM (default), aRNN, nn.LSTM or AWD-LSTM; y: (T, B, O)
+    y, state = encoder(x, state)           # aLSTM (default), aRNN, LSTM or AWD-LSTM; y: (T, B, O)
     z = locked_dropout(y)                  # one mask per sequence on the encoder's output
     logits = W z + b                       # W is E when the weights are tied (O = E)
 
 Training carries ``state`` from one window to the next, cut from the graph (truncated BPTT), and
 takes each step with the learning rate scaled by ``T / bptt`` for windows of varying length T.
-Evaluation carries the state through the whole split (the DataModule's batch size 10 for
-validation and 1 for test) and reports total NLL / total tokens.
+Evaluation carries the state through the whole split and reports total NLL / total tokens.
+docs/language_modeling.md has the details: state per stage, the learning-rate scaling, the
+test-time options, checkpoints and resuming.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Literal, NamedTuple
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from lightning_utilities import apply_to_collection
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
 
-from ..layers import AdaptiveState, LockedDropout, embedding_dropout
-from ..layers.checks import (
+from ..checks import (
     check_bool,
     check_choice,
     check_non_negative,
     check_non_negative_int,
-    check_positive,
     check_positive_int,
     check_probability,
+    check_sampling,
     check_token_ids,
 )
+from ..data.language_modeling import PromptRequest, ScoreWindow
+from ..data.vocab import Vocabulary
+from ..layers import AdaptiveState, LockedDropout, embedding_dropout
 from ..layers.policy import PolicyLayout
 from .checkpoints import (
+    DATA_KEY,
     RANDOM_STATE_KEY,
-    check_compatible_hparams,
-    load_random_state,
+    check_checkpoint_file,
+    check_same_data,
+    is_fitting,
+    load_init_weights,
+    reload_random_state_mid_epoch,
     restore_checkpoint,
     save_random_state,
 )
-from .dynamic_evaluation import DYNAMIC_RULES, DynamicEvaluation
-from .encoders import ENCODERS, EncoderName, make_encoder
-from .neural_cache import NeuralCache
-from .optimization import OPTIMIZERS, OptimizerName, configure_optimization
+from .dynamic_evaluation import DYNAMIC_RULES, DynamicEvaluation, check_dynamic_settings
+from .encoders import ENCODERS, EncoderName, make_encoder, warn_ignored_settings
+from .metrics import LEVEL_METRICS, STAGES, language_model_metrics
+from .neural_cache import NeuralCache, check_cache_settings
+from .optimization import OptimizerName, check_optimization, configure_optimization
 
 Level = Literal["word", "char"]
-STAGES: tuple[str, ...] = ("train", "val", "test")
 #: the checkpoint key of the training stage's truncated-BPTT state
 TRAIN_STATE_KEY = "truncated_bptt_train_state"
 #: the hyperparameters that define the architecture: a checkpoint loads only into a model with the same
@@ -94,7 +98,7 @@ class LanguageModelOutput(NamedTuple):
     Fields:
         logits: next-token scores, ``(T, B, V)``.
         state: the encoder's final state (an :class:`~alstm_lightning.AdaptiveState`, ``(h, c)``
-            for ``nn.LSTM``, or a list of per-layer ``(h, c)`` for AWD-LSTM), to continue from.
+            for ``nn.LSTM``, or a list of per-layer ``(h, c)`` for the LSTM stacks), to continue from.
         output: the encoder's output after the output dropout, the decoder's input, ``(T, B, O)``.
         raw_output: the encoder's output before that dropout, ``(T, B, O)``.
     """
@@ -105,91 +109,41 @@ class LanguageModelOutput(NamedTuple):
     raw_output: Tensor
 
 
-class _Perplexity(MeanMetric):
-    """``exp(total NLL / total tokens)`` from per-batch mean NLLs (nats) weighted by their token counts."""
-
-    def compute(self) -> Tensor:
-        return super().compute().exp()
-
-
-class _BitsPerCharacter(MeanMetric):
-    """``total NLL / total tokens / ln 2`` from per-batch mean NLLs (nats) weighted by their token counts."""
-
-    def compute(self) -> Tensor:
-        return super().compute() / math.log(2.0)
-
-
-#: per level, the name and class of the metric reported beside the loss
-_LEVEL_METRICS: dict[str, tuple[str, type[MeanMetric]]] = {
-    "word": ("ppl", _Perplexity),
-    "char": ("bpc", _BitsPerCharacter),
-}
-
-
 class LanguageModelingTask(L.LightningModule):
     """Embedding, recurrent encoder and (tied) decoder trained with truncated BPTT.
 
     Batches are ``(input, target)`` LongTensors shaped ``(T, B)`` (time-major), ``target`` the next
     token of ``input``, from consecutive windows over B contiguous streams, as the LM DataModules
-    of :mod:`alstm_lightning.data` yield them. The defaults are the paper's Penn Treebank setup
-    (original code's README): a 2-layer aLSTM, 400 / 1150 / 100 units, Adam(0, 0.999) at 3e-3 cut
-    by 10 at epochs 100 and 160; gradient clipping at 5 is the Trainer's ``gradient_clip_val``.
+    of :mod:`alstm_lightning.data` yield them; the state is carried from window to window. The
+    defaults are the paper's Penn Treebank setup: a 2-layer aLSTM, 400 / 1150 / 100 units,
+    Adam(0, 0.999) at 3e-3 cut by 10 at epochs 100 and 160.
 
-    Pitfalls:
-        * The hidden state is carried per stage (``train``, ``val``, ``test``) and reset at each
-          epoch's start, so validation inside a training epoch leaves the training state alone.
-          Every batch of a stage must have the same B, and only one validation loader is supported.
-        * The learning rate is scaled by ``T / bptt`` during each optimizer step only; with
-          gradient accumulation the last window's T sets the scale.
-        * ``dropout`` is the encoder's own: variational on every layer's ``h`` (recurrent) for
-          the aLSTM/aRNN, ordinary dropout between layers for ``nn.LSTM`` (see
-          :func:`~alstm_lightning.tasks.encoders.make_encoder`).
-        * With tied weights the aLSTM/aRNN's last layer has E units, so a 1-layer model never
-          uses ``hidden_size``.
-        * Metrics: ``{stage}/loss`` (mean NLL per token in nats, without AR/TAR) and
-          ``{stage}/ppl`` or ``{stage}/bpc``, token-weighted. Training logs them per step and
-          per epoch (Lightning adds ``_step`` / ``_epoch`` to the logger's keys); validation and
-          test per epoch only, the value over the whole split, so ``val/loss`` and ``test/ppl``
-          keep their names everywhere.
-        * Test-time options (``test`` only; training and validation ignore them). They are not
-          comparable to static evaluation, and their names say so: ``test/loss`` and
-          ``test/ppl`` (``bpc``) are only ever the static model's score. ``cache_size > 0``
-          mixes in the neural cache (Grave et al. 2017, :class:`~.neural_cache.NeuralCache`)
-          and logs ``test/cache_loss`` and ``test/cache_ppl`` beside the static metrics.
-          ``dynamic_eval`` adapts the weights to the test split as it is scored (Krause et al.
-          2018, :class:`~.dynamic_evaluation.DynamicEvaluation`) and logs ``test/dynamic_loss``
-          and ``test/dynamic_ppl`` *instead of* ``test/loss`` / ``test/ppl``; with both on, the
-          mixture is ``test/dynamic_cache_*``. Dynamic evaluation needs
-          ``Trainer(inference_mode=False)`` (CLI: ``--trainer.inference_mode false``), puts the
-          weights back at the test epoch's end (an interrupted test leaves them adapted), and
-          adapts one set of weights to all B test streams: the papers' protocol is B = 1
-          (``test_batch_size=1``, the default). Under DDP each process adapts on its own streams.
-          Both carry their memory (cache, adapted weights) across windows and start afresh at
-          each test epoch's start; the window length (the DataModule's ``bptt``) sets how often
-          dynamic evaluation steps (Krause et al. used 5) but does not change the cache's result.
-          The options are attributes, not ``hparams``: checkpoints do not keep them, so each
-          ``test --ckpt_path`` run takes them from its own command line (LightningCLI would
-          otherwise put the checkpoint's hyperparameters over it).
+    Logged: ``{train,val,test}/loss`` (mean NLL per token, nats; never the training objective of
+    an overridden :meth:`loss`, which is logged as ``train/objective``) and ``/ppl`` (word level)
+    or ``/bpc`` (char level), token-weighted. A checkpoint keeps the vocabulary (:attr:`vocab`), so
+    ``load_from_checkpoint(path).generate_text("def ")`` needs nothing else, and a DataModule with
+    another vocabulary is refused.
 
-    Subclass hooks: :meth:`build_encoder`, :meth:`build_decoder`, :meth:`loss`, :meth:`regularization`.
+    Subclass hooks, one job each: :meth:`build_encoder`, :meth:`build_decoder`, :meth:`loss`,
+    :meth:`regularization`. Pitfalls (state per stage, ``dropout``'s meaning per encoder, tied
+    sizes, the test-time options): docs/language_modeling.md.
 
     Args:
         vocab_size: V, tokens in the vocabulary (linked from the DataModule's ``vocab_size``).
         level: ``"word"`` reports perplexity (``*/ppl``), ``"char"`` bits per character
             (``*/bpc``); linked from the DataModule's ``level``.
-        encoder: ``"alstm"``, ``"arnn"``, ``"lstm"`` (``torch.nn.LSTM``; with tied weights
-            and ``hidden_size > embedding_size`` its ``proj_size`` is ``embedding_size``) or
-            ``"awd_lstm"`` (AWD-LSTM's stack of weight-dropped LSTMs, the last of O units).
+        encoder: ``"alstm"``, ``"arnn"``, ``"lstm"``, ``"lstm_proj"`` or ``"awd_lstm"`` (see
+            :func:`~alstm_lightning.tasks.encoders.make_encoder`).
         embedding_size: E, width of the word embeddings.
-        hidden_size: H, units of the encoder's layers (all but the last for the aLSTM/aRNN).
-        adapt_size: A, units of each aLSTM/aRNN layer's adaptation model (unused by ``"lstm"``).
+        hidden_size: H, units of the encoder's layers (all but the last with tied weights).
+        adapt_size: A, units of each aLSTM/aRNN layer's adaptation model (other encoders ignore it).
         num_layers: L, encoder layers.
         tie_weights: share the embedding table with the decoder (Press & Wolf 2017, Inan et al.
             2017); the encoder then outputs O = E, else O = H.
         embedding_dropout: probability of dropping a whole word from the embedding table.
         input_dropout: locked (variational) dropout on the embedded input.
         dropout: the encoder's own hidden dropout (aLSTM/aRNN: variational on every layer's
-            ``h``; ``nn.LSTM``: between layers; AWD-LSTM: locked, between layers, its ``dropouth``).
+            ``h``; LSTMs: between layers; AWD-LSTM: locked, between layers, its ``dropouth``).
         adapt_dropout: the aLSTM/aRNN's variational dropout on the adaptation states.
         output_dropout: locked (variational) dropout on the encoder's output.
         ar_alpha: activation regularisation (Merity et al. 2018), ``alpha * mean(z**2)`` on the
@@ -199,12 +153,12 @@ class LanguageModelingTask(L.LightningModule):
         policy_layout: the aLSTM/aRNN's ``"paper"`` or ``"reference"`` policy layout.
         bptt: the nominal window length that the learning rate is scaled against (linked from
             the DataModule's ``bptt``).
-        lr: the base learning rate (Adam's or SGD's).
-        betas: Adam's ``(beta1, beta2)``; the paper uses no momentum.
-        eps: Adam's epsilon.
+        lr: the base learning rate (Adam's or SGD's), finite and positive.
+        betas: Adam's ``(beta1, beta2)``, each in ``[0, 1)``; the paper uses no momentum.
+        eps: Adam's epsilon, positive.
         weight_decay: L2 penalty on every parameter (the optimizer's coupled ``weight_decay``).
-        lr_milestones: epochs after which the learning rate is multiplied by ``lr_gamma``.
-        lr_gamma: the factor of each cut.
+        lr_milestones: strictly increasing epochs after which the learning rate is multiplied by ``lr_gamma``.
+        lr_gamma: the factor of each cut, in ``(0, 1]``.
         weight_dropout: weight drop (DropConnect) on every recurrent matrix ``W_hh``, AWD-LSTM's
             ``wdrop``; ``"awd_lstm"`` only (must be 0 for the other encoders).
         optimizer: ``"adam"`` (``lr``, ``betas``, ``eps``, ``weight_decay``) or ``"sgd"``: plain SGD
@@ -228,7 +182,7 @@ class LanguageModelingTask(L.LightningModule):
             the default is Krause et al.'s released setting, as for ``dynamic_lr``.
 
     Raises:
-        TypeError, ValueError: for an argument of the wrong type or value.
+        TypeError, ValueError: for an argument of the wrong type or value, naming it.
     """
 
     def __init__(
@@ -277,35 +231,34 @@ class LanguageModelingTask(L.LightningModule):
             ("bptt", bptt),
         ]:
             check_positive_int(owner, name, value)
-        check_choice(owner, "level", level, tuple(_LEVEL_METRICS))
+        check_choice(owner, "level", level, tuple(LEVEL_METRICS))
         check_choice(owner, "encoder", encoder, ENCODERS)
         check_bool(owner, "tie_weights", tie_weights)
-        check_probability(owner, "embedding_dropout", embedding_dropout)
         for name, value in [
-            ("ar_alpha", ar_alpha),
-            ("tar_beta", tar_beta),
-            ("cache_theta", cache_theta),
-            ("dynamic_lr", dynamic_lr),
-            ("dynamic_decay", dynamic_decay),
+            ("embedding_dropout", embedding_dropout),
+            ("input_dropout", input_dropout),
+            ("dropout", dropout),
+            ("adapt_dropout", adapt_dropout),
+            ("output_dropout", output_dropout),
+            ("weight_dropout", weight_dropout),
         ]:
-            check_non_negative(owner, name, value)
-        check_probability(owner, "weight_dropout", weight_dropout)
-        if weight_dropout != 0.0 and encoder != "awd_lstm":
-            raise ValueError(
-                f"{owner}: weight_dropout must be 0 unless encoder='awd_lstm', got {weight_dropout} "
-                f"with encoder={encoder!r}"
-            )
-        check_choice(owner, "optimizer", optimizer, OPTIMIZERS)
+            check_probability(owner, name, value)
+        check_non_negative(owner, "ar_alpha", ar_alpha)
+        check_non_negative(owner, "tar_beta", tar_beta)
+        check_optimization(owner, optimizer, lr, weight_decay, betas, eps, lr_milestones, lr_gamma)
         if init_checkpoint is not None and not isinstance(init_checkpoint, str):
             raise TypeError(
                 f"{owner}: init_checkpoint must be a str path or None, got {type(init_checkpoint).__name__} "
                 f"({init_checkpoint!r})"
             )
         check_non_negative_int(owner, "cache_size", cache_size)
-        check_probability(owner, "cache_lambda", cache_lambda)
+        check_cache_settings(owner, cache_theta, cache_lambda, "cache_theta", "cache_lambda")
         check_choice(owner, "dynamic_eval", dynamic_eval, ("off", *DYNAMIC_RULES))
-        if dynamic_decay > 1:
-            raise ValueError(f"{owner}: dynamic_decay must be in [0, 1], got {dynamic_decay}")
+        check_dynamic_settings(owner, dynamic_lr, dynamic_decay, "dynamic_lr", "dynamic_decay")
+        warn_ignored_settings(
+            owner, encoder, {"adapt_size": adapt_size, "adapt_dropout": adapt_dropout, "policy_layout": policy_layout},
+            LanguageModelingTask.__init__,
+        )
         # the test-time options are no property of the trained model: kept out of checkpoints, else
         # LightningCLI's `test --ckpt_path` would put the checkpoint's values over the command line's
         self.save_hyperparameters(ignore=list(TEST_TIME_OPTIONS))
@@ -318,38 +271,48 @@ class LanguageModelingTask(L.LightningModule):
         self.output_dropout = LockedDropout(output_dropout)
         self.decoder = self.build_decoder()
 
-        metric_name, metric_class = _LEVEL_METRICS[level]
-        # one collection per stage: train_metrics, val_metrics, test_metrics
-        for stage in STAGES:
-            setattr(self, f"{stage}_metrics", nn.ModuleDict({"loss": MeanMetric(), metric_name: metric_class()}))
-        # per stage, the last window's final state, detached; None starts from zeros
-        self._states: dict[str, Any] = dict.fromkeys(STAGES)
+        # test-time options (docs/language_modeling.md). Scores of a model adapting to the test split
+        # are logged as test/dynamic_*, the cache mixture's as test/cache_* (or test/dynamic_cache_*),
+        # so that test/loss and test/ppl only ever mean static evaluation
+        adapted = "dynamic_" if dynamic_eval != "off" else ""
+        self.train_metrics = language_model_metrics(level, "train/")
+        self.val_metrics = language_model_metrics(level, "val/")
+        self.test_metrics = language_model_metrics(level, "test/", adapted)
+        self.neural_cache = NeuralCache(cache_size, cache_theta, cache_lambda) if cache_size else None
+        if self.neural_cache is not None:
+            self.test_cache_metrics = language_model_metrics(level, "test/", f"{adapted}cache_")
+        self.cache_size, self.cache_theta, self.cache_lambda = cache_size, cache_theta, cache_lambda
+        self.dynamic_eval, self.dynamic_lr, self.dynamic_decay = dynamic_eval, dynamic_lr, dynamic_decay
+        # built at each test epoch's start, from the weights then; None when dynamic_eval="off"
+        self._dynamic: DynamicEvaluation | None = None
+
+        #: the vocabulary the model reads and writes: the DataModule's (at setup) or the checkpoint's
+        self.vocab: Vocabulary | None = None
+        # per stage, the last window's final state, detached; None starts from zeros. The training
+        # state a step started from is kept too: a checkpoint written by an exception inside the
+        # step (before it finished) holds that one, so the step runs again from it on resume
+        self._states: dict[str, Any] = dict.fromkeys((*STAGES, "predict"))
+        self._state_at_step_start: Any = None
         self._window_length = bptt
         # whether the weights came from a checkpoint (restored, or init_checkpoint loaded): then
         # init_checkpoint is not loaded (again) when a fit starts
         self._weights_from_checkpoint = False
         # what on_train_start puts back when a fit resumes: the checkpoint's random and training states
         self._resume: dict[str, Any] | None = None
-        # test-time options (see Pitfalls). Scores of a model adapting to the test split are
-        # logged as test/dynamic_*, the cache mixture's as test/cache_* (or test/dynamic_cache_*),
-        # so that test/loss and test/ppl only ever mean static evaluation
-        adapted = "dynamic_" if dynamic_eval != "off" else ""
-        if adapted:
-            self.test_metrics = nn.ModuleDict({f"{adapted}{name}": m for name, m in self.test_metrics.items()})
-        self.neural_cache = NeuralCache(cache_size, cache_theta, cache_lambda) if cache_size else None
-        if self.neural_cache is not None:
-            self.test_cache_metrics = nn.ModuleDict(
-                {f"{adapted}cache_loss": MeanMetric(), f"{adapted}cache_{metric_name}": metric_class()}
-            )
-        self.cache_size, self.cache_theta, self.cache_lambda = cache_size, cache_theta, cache_lambda
-        self.dynamic_eval, self.dynamic_lr, self.dynamic_decay = dynamic_eval, dynamic_lr, dynamic_decay
-        # built at each test epoch's start, from the weights then; None when dynamic_eval="off"
-        self._dynamic: DynamicEvaluation | None = None
+        # whether loss() is the default NLL (then the metrics' NLL is the objective, computed once)
+        self._nll_is_the_objective = type(self).loss is LanguageModelingTask.loss
 
     @property
     def output_size(self) -> int:
         """O, the encoder's output width: ``embedding_size`` with tied weights, else ``hidden_size``."""
         return self.hparams.embedding_size if self.hparams.tie_weights else self.hparams.hidden_size
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> LanguageModelingTask:
+        """Lightning's ``load_from_checkpoint``, refusing an unreadable file by its path first."""
+        if isinstance(checkpoint_path, (str, os.PathLike)):
+            check_checkpoint_file(cls.__name__, checkpoint_path)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ----------------------------------------------------------------------------- model hooks
     def build_encoder(self) -> nn.Module:
@@ -381,7 +344,11 @@ class LanguageModelingTask(L.LightningModule):
         return decoder
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Mean negative log-likelihood (nats) per token; ``logits: (T, B, V)``, ``target: (T, B)``."""
+        """The training objective: mean negative log-likelihood (nats) per token; ``logits: (T, B, V)``, ``target: (T, B)``.
+
+        Override to train with another objective (label smoothing, ...); the logged ``loss``,
+        ``ppl`` and ``bpc`` stay the model's NLL, and the objective is logged as ``train/objective``.
+        """
         return F.cross_entropy(logits.flatten(0, 1), target.flatten())
 
     def regularization(self, out: LanguageModelOutput) -> Tensor:
@@ -405,7 +372,7 @@ class LanguageModelingTask(L.LightningModule):
 
         Raises:
             TypeError: if ``input`` is not an integer tensor.
-            ValueError: if ``input`` is not 2-d.
+            ValueError: if ``input`` is not 2-d or holds ids outside ``[0, vocab_size)``.
         """
         owner = type(self).__name__
         if not isinstance(input, Tensor) or input.dtype not in (torch.int32, torch.int64):
@@ -424,7 +391,7 @@ class LanguageModelingTask(L.LightningModule):
     def shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, LanguageModelOutput]:
         """Predict one window's next tokens from the stage's carried state and log the stage's metrics.
 
-        The window's final state is kept, cut from the graph, for the stage's next window.
+        The window's final state, cut from the graph, is the stage's next start.
 
         Returns:
             The mean NLL per token and the model's output.
@@ -437,17 +404,23 @@ class LanguageModelingTask(L.LightningModule):
             )
         out = self(input, self._states[stage])
         self._states[stage] = apply_to_collection(out.state, Tensor, Tensor.detach)
-        nll = self.loss(out.logits, target)
+        nll = F.cross_entropy(out.logits.flatten(0, 1), target.flatten())
         # token-weighted means: the epoch value is total NLL / total tokens, across processes too
-        for name, metric in getattr(self, f"{stage}_metrics").items():
-            metric(nll.detach(), target.numel())
-            self.log(f"{stage}/{name}", metric, on_step=stage == "train", on_epoch=True, batch_size=target.size(1))
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics(nll.detach(), target.numel())
+        self.log_dict(
+            metrics, on_step=stage == "train", on_epoch=True, batch_size=target.size(1), prog_bar=stage != "test"
+        )
         return nll, out
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        """One step of truncated BPTT: continue from the previous window's state, minimise NLL + AR/TAR."""
+        """One step of truncated BPTT: continue from the previous window's state, minimise the loss + AR/TAR."""
         nll, out = self.shared_step(batch, "train")
-        return nll + self.regularization(out)
+        if self._nll_is_the_objective:
+            return nll + self.regularization(out)
+        objective = self.loss(out.logits, batch[1])
+        self.log("train/objective", objective.detach(), on_step=True, on_epoch=True, batch_size=batch[1].size(1))
+        return objective + self.regularization(out)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self.shared_step(batch, "val")
@@ -479,22 +452,46 @@ class LanguageModelingTask(L.LightningModule):
         log_p = self.neural_cache(out.raw_output.detach(), target, out.logits.detach())  # (T, B)
         # reduced by nll_loss, as cross_entropy reduces the static loss: cache_lambda = 0 gives test/loss bit for bit
         nll = F.nll_loss(log_p.reshape(-1, 1), torch.zeros_like(target).flatten())
-        for name, metric in self.test_cache_metrics.items():
-            metric(nll, target.numel())
-            self.log(f"test/{name}", metric, on_epoch=True, batch_size=target.size(1))
+        self.test_cache_metrics(nll, target.numel())
+        self.log_dict(self.test_cache_metrics, on_epoch=True, batch_size=target.size(1))
 
-    def predict_step(self, batch: Tensor, batch_idx: int = 0) -> Tensor:
-        """Per-token log-probabilities of B texts, each scored from a zero state.
+    def predict_step(self, batch: Tensor | PromptRequest | ScoreWindow, batch_idx: int = 0) -> Any:
+        """Answer one predict item of a language-model DataModule, or score a plain batch.
 
         Args:
-            batch: token ids, ``(T, B)`` with T >= 2.
+            batch: a :class:`~alstm_lightning.data.PromptRequest` (continue its text by sampling), a
+                :class:`~alstm_lightning.data.ScoreWindow` (score a window of a text file, the state
+                carried from the previous window), or token ids ``(T, B)`` with T >= 2, each column
+                scored from a zero state.
 
         Returns:
-            ``(T-1, B)``: ``log p(batch[t] | batch[:t])`` for t = 1 .. T-1.
+            For a prompt, ``{"prompt": text, "continuation": text}``; for a window,
+            ``{"offset": k, "tokens": [...], "log_probs": [...]}`` (``log p(token | everything
+            before it)``, natural log); for ids, ``(T-1, B)`` log-probabilities of ``batch[1:]``.
 
         Raises:
-            ValueError: if ``batch`` has fewer than 2 steps.
+            ValueError: for a plain batch of fewer than 2 steps.
+            RuntimeError: for a prompt or window when the model has no vocabulary.
         """
+        if isinstance(batch, PromptRequest):
+            ids = self.generate(
+                batch.ids.to(self.device),
+                batch.max_new_tokens,
+                batch.temperature,
+                batch.top_k,
+                generator=torch.Generator(device=self.device).manual_seed(batch.seed),
+            )
+            return {"prompt": batch.text, "continuation": self._require_vocab().decode(ids)}
+        if isinstance(batch, ScoreWindow):
+            vocab = self._require_vocab()
+            out = self(batch.input, self._states["predict"])
+            self._states["predict"] = out.state
+            log_probs = out.logits.log_softmax(-1).gather(-1, batch.target.unsqueeze(-1)).flatten()  # (T,)
+            return {
+                "offset": batch.offset,
+                "tokens": [vocab.itos[k] for k in batch.target.flatten().tolist()],
+                "log_probs": log_probs.tolist(),
+            }
         if batch.dim() != 2 or batch.size(0) < 2:
             raise ValueError(
                 f"{type(self).__name__}: batch must be (T, B) token ids with T >= 2, got shape {tuple(batch.shape)}"
@@ -508,6 +505,9 @@ class LanguageModelingTask(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._states["val"] = None
+
+    def on_predict_epoch_start(self) -> None:
+        self._states["predict"] = None
 
     def on_test_epoch_start(self) -> None:
         """Start the test split afresh: zero state, empty cache, dynamic evaluation from the current weights.
@@ -536,8 +536,9 @@ class LanguageModelingTask(L.LightningModule):
             self.neural_cache.reset()
 
     def on_train_batch_start(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        """Note the window length T, which scales the learning rate of this batch's step."""
+        """Note the window length T, which scales the learning rate of this batch's step, and the state it starts from."""
         self._window_length = batch[0].size(0)
+        self._state_at_step_start = self._states["train"]
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
         """Step with every group's learning rate scaled by ``T / bptt`` for this window only.
@@ -570,7 +571,16 @@ class LanguageModelingTask(L.LightningModule):
             lr_gamma=hp.lr_gamma,
         )
 
-    # ----------------------------------------------------------------------------- fine-tuning start
+    # ----------------------------------------------------------------------------- data, checkpoints
+    def setup(self, stage: str) -> None:
+        """Take the DataModule's vocabulary, or refuse it when it is not the one this model was trained on."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        current = getattr(datamodule, "vocab", None)
+        if isinstance(current, Vocabulary):
+            if self.vocab is None:
+                self.vocab = current
+            check_same_data(type(self).__name__, "vocabulary", self.vocab, current, self.vocab.difference(current))
+
     def on_fit_start(self) -> None:
         """Start from ``init_checkpoint``'s weights, unless this module's weights came from a checkpoint.
 
@@ -581,92 +591,104 @@ class LanguageModelingTask(L.LightningModule):
         if self.hparams.init_checkpoint is not None and not self._weights_from_checkpoint:
             self.load_init_checkpoint(self.hparams.init_checkpoint)
 
+    def load_init_checkpoint(self, path: str) -> None:
+        """Load the weights of a checkpoint of this architecture (:func:`~.checkpoints.load_init_weights`).
+
+        With :class:`~alstm_lightning.NTASGD` or Lightning's ``WeightAveraging``, a checkpoint's
+        ``state_dict`` holds the averaged weights, the ones that were validated.
+        """
+        load_init_weights(self, path, ARCHITECTURE_HPARAMS)
+        self._weights_from_checkpoint = True
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add the random generators' states and the truncated-BPTT training state, so that a fit
-        resumed mid-epoch draws the same dropout masks and continues from the same hidden state."""
+        """Add the random generators' states, the truncated-BPTT training state and the vocabulary.
+
+        So a fit resumed mid-epoch draws the same dropout masks and continues from the same hidden
+        state, and the checkpoint alone can read and write text.
+        """
         save_random_state(checkpoint)
         state = self._states["train"]
+        if is_fitting(self):
+            progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+            if progress.started > progress.processed:  # saved from inside a step that did not finish
+                state = self._state_at_step_start
+        per_rank = self._trainer is not None and self.trainer.world_size > 1
+        if per_rank and state is not None:
+            # every process carries its own streams' state: keep them all, (W, B / W, ...) each (a collective:
+            # every process saves the checkpoint's contents, rank 0 writes them)
+            state = apply_to_collection(state, Tensor, self.all_gather)
         # plain tuples of tensors: Lightning loads checkpoints with torch.load(weights_only=True)
         checkpoint[TRAIN_STATE_KEY] = (
-            None if state is None else {"adaptive": isinstance(state, AdaptiveState), "tensors": _plain(state)}
+            None
+            if state is None
+            else {"adaptive": isinstance(state, AdaptiveState), "tensors": _plain(state), "per_rank": per_rank}
         )
+        checkpoint[DATA_KEY] = {"vocabulary": None if self.vocab is None else self.vocab.to_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another architecture (:data:`ARCHITECTURE_HPARAMS`); when a fit resumes,
-        restore the random state and the truncated-BPTT training state (which matters mid-epoch only:
-        every epoch starts from zeros).
+        """Refuse a checkpoint of another architecture (:data:`ARCHITECTURE_HPARAMS`) or vocabulary;
+        take its vocabulary; when a fit resumes, restore the random state and the truncated-BPTT
+        training state (which matters mid-epoch only: every epoch starts from zeros).
 
         Raises:
-            ValueError: naming each architecture hyperparameter that differs from the checkpoint's.
+            ValueError: naming each architecture hyperparameter that differs from the checkpoint's, or
+                where the DataModule's vocabulary differs from the checkpoint's.
         """
         restore_checkpoint(self, checkpoint, ARCHITECTURE_HPARAMS)
+        saved = checkpoint.get(DATA_KEY, {}).get("vocabulary")  # absent from checkpoints of earlier versions
+        if saved is not None:
+            saved = Vocabulary.from_dict(saved)
+            if self.vocab is not None:
+                check_same_data(type(self).__name__, "vocabulary", saved, self.vocab, saved.difference(self.vocab))
+            self.vocab = saved
         self._weights_from_checkpoint = True
-        if self._trainer is not None and self.trainer.state.fn == "fit":
+        if is_fitting(self):
             # for a mid-epoch resume, put back again in on_train_start (see there)
             self._resume = {key: checkpoint[key] for key in (RANDOM_STATE_KEY, TRAIN_STATE_KEY) if key in checkpoint}
 
     def on_train_start(self) -> None:
         """When a fit resumes mid-epoch, continue from the checkpoint's training and random states.
 
-        The random state was put back when the checkpoint loaded; by now Lightning has built a new
-        iterator over the training windows (each draws a seed from the global generator), which
-        the uninterrupted fit did not do mid-epoch, so it is put back again. The training state
-        survives the resumed epoch's start (Lightning skips ``on_train_epoch_start`` when it resumes
-        mid-epoch); the next epoch starts from zeros as usual.
+        The random state is put back once more (:func:`~.checkpoints.reload_random_state_mid_epoch`).
+        The training state survives the resumed epoch's start (Lightning skips ``on_train_epoch_start``
+        when it resumes mid-epoch); the next epoch starts from zeros as usual.
         """
         resume, self._resume = self._resume, None
-        if resume is None or not self.trainer.fit_loop.restarted_mid_epoch:
+        if not reload_random_state_mid_epoch(self, resume):
             return
-        load_random_state(resume)
         saved = resume[TRAIN_STATE_KEY] if TRAIN_STATE_KEY in resume else None
         if saved is not None:
-            tensors = apply_to_collection(saved["tensors"], Tensor, Tensor.to, self.device)
+            rank = self.trainer.global_rank
+            own = (lambda t: t[rank].to(self.device)) if saved.get("per_rank") else (lambda t: t.to(self.device))
+            tensors = apply_to_collection(saved["tensors"], Tensor, own)
             self._states["train"] = AdaptiveState(*tensors) if saved["adaptive"] else tensors
 
-    def load_init_checkpoint(self, path: str) -> None:
-        """Load the weights (the ``state_dict`` only: no optimizer, epoch or callback state) of a checkpoint.
+    # ----------------------------------------------------------------------------- sampling
+    def _require_vocab(self) -> Vocabulary:
+        if self.vocab is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: reading or writing text needs the model's vocabulary, got none (a model "
+                "gets it from its DataModule when a Trainer runs, or from a checkpoint of this version)"
+            )
+        return self.vocab
 
-        With :class:`~alstm_lightning.NTASGD` or Lightning's ``WeightAveraging``, a checkpoint's
-        ``state_dict`` holds the averaged weights, the ones that were validated.
+    def generate_text(
+        self, prompt: str, max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None, seed: int = 0
+    ) -> str:
+        """Continue the text ``prompt`` by sampling, with the model's own vocabulary (see :meth:`generate`).
 
-        Args:
-            path: a local Lightning checkpoint of a model of this architecture.
+        Returns:
+            The continuation only, as text.
 
         Raises:
-            FileNotFoundError: if there is no file at ``path``.
-            ValueError: if the file holds no ``state_dict``, parameters whose names or shapes differ
-                from this module's (all of them are named), or architecture hyperparameters
-                (:data:`ARCHITECTURE_HPARAMS`, e.g. ``policy_layout``) that differ from this module's.
+            RuntimeError: when the model has no vocabulary (:attr:`vocab`).
+            ValueError: for a prompt with tokens outside the vocabulary (when it has no ``<unk>``).
         """
-        owner = type(self).__name__
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{owner}: init_checkpoint must be an existing checkpoint file, got {path!r}")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-            raise ValueError(f"{owner}: init_checkpoint must be a Lightning checkpoint with a state_dict, got {path!r}")
-        if "hyper_parameters" in checkpoint:  # a checkpoint of the same parameter shapes may still differ
-            check_compatible_hparams(owner, checkpoint["hyper_parameters"], self.hparams, ARCHITECTURE_HPARAMS)
-        loaded, own = checkpoint["state_dict"], self.state_dict()
-        problems = []
-        if missing := sorted(own.keys() - loaded.keys()):
-            problems.append(f"missing {missing}")
-        if unexpected := sorted(loaded.keys() - own.keys()):
-            problems.append(f"unexpected {unexpected}")
-        if mismatched := [
-            f"{name} {tuple(loaded[name].shape)} (model: {tuple(own[name].shape)})"
-            for name in sorted(own.keys() & loaded.keys())
-            if loaded[name].shape != own[name].shape
-        ]:
-            problems.append(f"shape mismatch {mismatched}")
-        if problems:
-            raise ValueError(
-                f"{owner}: init_checkpoint must hold this model's parameters, got {path!r} with " + "; ".join(problems)
-            )
-        self.load_state_dict(loaded)
-        self._weights_from_checkpoint = True
-        rank_zero_info(f"{owner}: loaded the weights of init_checkpoint={path!r}")
+        vocab = self._require_vocab()
+        ids = vocab.encode(vocab.tokens(prompt), unknown="unk" if vocab.unk_token else "error")
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return vocab.decode(self.generate(ids, max_new_tokens, temperature, top_k, generator=generator))
 
-    # ----------------------------------------------------------------------------- sampling
     @torch.no_grad()
     def generate(
         self,
@@ -699,10 +721,7 @@ class LanguageModelingTask(L.LightningModule):
         if prompt.dim() != 1 or prompt.numel() == 0:
             raise ValueError(f"{owner}: prompt must be a non-empty 1-d tensor, got shape {tuple(prompt.shape)}")
         check_token_ids(owner, "prompt", prompt, self.hparams.vocab_size)
-        check_positive_int(owner, "max_new_tokens", max_new_tokens)
-        check_positive(owner, "temperature", temperature)
-        if top_k is not None:
-            check_positive_int(owner, "top_k", top_k)
+        check_sampling(owner, max_new_tokens, temperature, top_k)
 
         was_training = self.training
         self.eval()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..layers.checks import check_non_negative, check_positive_int, check_probability
+from ..checks import check_non_negative, check_positive_int, check_probability
 
 
 def cache_log_prob(h: Tensor, target: Tensor, past_h: Tensor, past_target: Tensor, size: int, theta: float) -> Tensor:
@@ -53,6 +53,18 @@ def cache_log_prob(h: Tensor, target: Tensor, past_h: Tensor, past_target: Tenso
     scores = scores.masked_fill(~in_cache.unsqueeze(1), -math.inf)
     hits = values.t().unsqueeze(0) == target.unsqueeze(-1)  # (T, B, N+T): x_{i+1} = target_t
     return scores.masked_fill(~hits, -math.inf).logsumexp(-1) - scores.logsumexp(-1)
+
+
+def check_cache_settings(
+    owner: str, theta: object, lambda_: object, theta_name: str = "theta", lambda_name: str = "lambda_"
+) -> None:
+    """Raise unless the cache's flatness ``theta`` is finite and ``>= 0`` and its weight ``lambda_`` is in ``[0, 1)``.
+
+    ``theta_name`` and ``lambda_name`` are the caller's names of the two (a task calls them
+    ``cache_theta`` and ``cache_lambda``).
+    """
+    check_non_negative(owner, theta_name, theta)
+    check_probability(owner, lambda_name, lambda_)
 
 
 class NeuralCache:
@@ -99,8 +111,7 @@ class NeuralCache:
 
     def __init__(self, size: int = 500, theta: float = 0.662, lambda_: float = 0.1279) -> None:
         check_positive_int("NeuralCache", "size", size)
-        check_non_negative("NeuralCache", "theta", theta)
-        check_probability("NeuralCache", "lambda_", lambda_)
+        check_cache_settings("NeuralCache", theta, lambda_)
         self.size = size
         self.theta = float(theta)
         self.lambda_ = float(lambda_)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Any, Literal
 
 import lightning as L
@@ -12,33 +14,40 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics import MeanSquaredError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from ..layers.checks import (
+from ..checks import (
     check_bool,
     check_choice,
-    check_float,
-    check_non_negative,
-    check_positive,
+    check_int,
     check_positive_int,
     check_probability,
     check_token_ids,
 )
-from ..layers.init import check_max_timescale, chrono_init_
+from ..data.batching import TextBatch
+from ..data.loading import IGNORE_INDEX
+from ..data.tokenizers import TextEncoder
+from ..layers.initialization import check_max_timescale, chrono_init_
 from ..layers.policy import POLICY_LAYOUTS, PolicyLayout
-from .checkpoints import restore_checkpoint, save_random_state
-from .encoders import ENCODERS, EncoderName, make_encoder
-from .optimization import configure_optimization
+from .checkpoints import (
+    DATA_KEY,
+    check_checkpoint_file,
+    check_same_data,
+    is_fitting,
+    reload_random_state_mid_epoch,
+    restore_checkpoint,
+    save_random_state,
+)
+from .encoders import ENCODERS, EncoderName, make_encoder, warn_ignored_settings
+from .optimization import check_optimization, configure_optimization
 
 Pooling = Literal["last", "mean", "max", "none"]
-TaskKind = Literal["classification", "regression"]
+Objective = Literal["classification", "regression"]
 POOLINGS: tuple[str, ...] = ("last", "mean", "max", "none")
 #: The encoders with a forget gate, which ``chrono_init`` applies to.
-CHRONO_ENCODERS: tuple[str, ...] = ("alstm", "lstm")
-TASK_KINDS: tuple[str, ...] = ("classification", "regression")
-#: The target value of per-step targets on steps that are not scored (as in ``F.cross_entropy``).
-IGNORE_INDEX = -100
+CHRONO_ENCODERS: tuple[str, ...] = ("alstm", "lstm", "lstm_proj")
+OBJECTIVES: tuple[str, ...] = ("classification", "regression")
 #: The hyperparameters that define the architecture: a checkpoint loads only into a model with the same.
 ARCHITECTURE_HPARAMS: tuple[str, ...] = (
-    "num_classes", "vocab_size", "input_size", "pad_index", "task", "encoder", "embedding_size", "hidden_size",
+    "num_classes", "vocab_size", "input_size", "pad_index", "objective", "encoder", "embedding_size", "hidden_size",
     "adapt_size", "num_layers", "bidirectional", "policy_layout", "pooling",
 )
 
@@ -55,7 +64,7 @@ class SequenceClassificationTask(L.LightningModule):
     * ``z = pool(output, lengths)`` over time: the ``"last"`` valid step, the masked ``"mean"``
       or ``"max"``, or ``"none"`` for one prediction per step;
     * ``y = Linear(Dropout(z))``, trained with cross-entropy (``num_classes > 1``) or mean
-      squared error (``task="regression"``, ``num_classes=1``).
+      squared error (``objective="regression"``, ``num_classes=1``).
 
     Pitfall, bidirectional ``"last"`` pooling: the reverse direction finishes at step 0, so the
     pooled vector is the forward direction's output at each sequence's last valid step
@@ -64,15 +73,19 @@ class SequenceClassificationTask(L.LightningModule):
     Per-step targets (e.g. the copy-memory task) are ``(B, T)`` class ids with ``-100`` on the
     steps that are not scored; they need ``pooling="none"``.
 
-    Subclass hooks, one job each: :meth:`build_encoder`, :meth:`build_head`, :meth:`pool`,
-    :meth:`loss`. One :meth:`shared_step` serves training, validation and test.
+    Subclass hooks, one job each: :meth:`build_encoder`, :meth:`build_head`, :meth:`build_metrics`,
+    :meth:`pool`, :meth:`loss`. One :meth:`shared_step` serves training, validation and test. A
+    subclass may add constructor arguments: each argument here is checked where it enters.
 
     Logged: ``{train,val,test}/loss``; ``acc`` (accuracy) and ``f1`` (macro F1) for
-    classification, ``mse`` for regression. :meth:`predict_step` returns class probabilities, or
-    the predicted values for regression.
+    classification, ``mse`` for regression. With a text DataModule
+    (:class:`~alstm_lightning.TextClassificationDataModule`) the checkpoint keeps the label names and
+    the :class:`~alstm_lightning.data.TextEncoder`, so ``load_from_checkpoint(path).classify(["..."])``
+    needs nothing else. :meth:`predict_step` returns class probabilities, or the predicted values for
+    regression (labelled records for texts).
 
     Args:
-        num_classes: C, classes to predict; ``1`` with ``task="regression"``. Linked from the
+        num_classes: C, classes to predict; ``1`` with ``objective="regression"``. Linked from the
             DataModule by the CLI.
         vocab_size: size of the token vocabulary when the inputs are token ids ``(B, T)``;
             exactly one of ``vocab_size`` and ``input_size`` is set. Linked from the DataModule.
@@ -80,10 +93,11 @@ class SequenceClassificationTask(L.LightningModule):
             the DataModule.
         pad_index: the token id used for padding; its embedding is zero and receives no
             gradient. Only read with ``vocab_size``. Linked from the DataModule.
-        task: ``"classification"`` (cross-entropy) or ``"regression"`` (mean squared error of a
+        objective: ``"classification"`` (cross-entropy) or ``"regression"`` (mean squared error of a
             single output). Linked from the DataModule.
-        encoder: the recurrent encoder: ``"alstm"``, ``"arnn"`` or ``"lstm"`` (``torch.nn.LSTM``),
-            built by :func:`~alstm_lightning.tasks.encoders.make_encoder`.
+        encoder: the recurrent encoder: ``"alstm"``, ``"arnn"``, ``"lstm"`` or ``"lstm_proj"`` (both
+            ``torch.nn.LSTM`` here, every layer ``hidden_size`` wide), built by
+            :func:`~alstm_lightning.tasks.encoders.make_encoder`.
         embedding_size: width of the token embedding (only with ``vocab_size``).
         hidden_size: H, units per layer and direction of the encoder.
         adapt_size: A, units of each layer's adaptation model (alstm / arnn only).
@@ -95,19 +109,20 @@ class SequenceClassificationTask(L.LightningModule):
         policy_layout: ``"paper"`` or ``"reference"`` split of the alstm / arnn policy.
         chrono_init: T_max, the longest dependency expected (in steps), to start the alstm / lstm
             encoder with chrono-initialised gate biases
-            (:func:`~alstm_lightning.layers.init.chrono_init_`): much faster learning of long-range
-            tasks such as the adding problem. ``None`` keeps the default initialisation.
+            (:func:`~alstm_lightning.layers.initialization.chrono_init_`): much faster learning of
+            long-range tasks such as the adding problem. ``None`` keeps the default initialisation.
         pooling: how the per-step outputs become one vector per sequence: ``"last"``,
             ``"mean"``, ``"max"`` (padding masked out), or ``"none"`` for per-step targets.
         head_dropout: drop probability before the output layer.
         class_weights: per-class weights of the cross-entropy, ``C`` non-negative numbers.
         label_smoothing: label smoothing of the cross-entropy, in ``[0, 1)``.
-        lr: Adam learning rate.
-        betas: Adam's ``(beta1, beta2)``.
+        lr: Adam learning rate, finite and positive.
+        betas: Adam's ``(beta1, beta2)``, each in ``[0, 1)``.
         weight_decay: Adam's L2 penalty.
-        lr_milestones: epochs at which the learning rate is multiplied by ``lr_gamma``
-            (``MultiStepLR``); ``None`` keeps it constant.
-        lr_gamma: the factor applied at each of ``lr_milestones``.
+        lr_milestones: strictly increasing epochs at which the learning rate is multiplied by
+            ``lr_gamma`` (``MultiStepLR``); ``None`` keeps it constant.
+        lr_gamma: the factor applied at each of ``lr_milestones``, in ``(0, 1]``.
+        task: deprecated name of ``objective`` (checkpoints of version 0.1 load through it).
 
     Raises:
         TypeError, ValueError: for an argument of the wrong type or value, or inconsistent
@@ -127,7 +142,7 @@ class SequenceClassificationTask(L.LightningModule):
         vocab_size: int | None = None,
         input_size: int | None = None,
         pad_index: int = 0,
-        task: TaskKind = "classification",
+        objective: Objective = "classification",
         encoder: EncoderName = "alstm",
         embedding_size: int = 64,
         hidden_size: int = 64,
@@ -147,11 +162,50 @@ class SequenceClassificationTask(L.LightningModule):
         weight_decay: float = 0.0,
         lr_milestones: list[int] | None = None,
         lr_gamma: float = 0.1,
+        task: Objective | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        # the CLI adds private entries such as `_class_path` to the hyperparameters
-        _check_arguments(**{k: v for k, v in self.hparams.items() if not k.startswith("_")})
+        owner = type(self).__name__
+        if task is not None:
+            warnings.warn(f"{owner}: task is deprecated, pass objective={task!r} instead", DeprecationWarning, stacklevel=2)
+            objective = task
+        check_choice(owner, "objective", objective, OBJECTIVES)
+        check_choice(owner, "encoder", encoder, ENCODERS)
+        check_choice(owner, "pooling", pooling, POOLINGS)
+        check_choice(owner, "policy_layout", policy_layout, POLICY_LAYOUTS)
+        for name, value in [
+            ("num_classes", num_classes),
+            ("embedding_size", embedding_size),
+            ("hidden_size", hidden_size),
+            ("adapt_size", adapt_size),
+            ("num_layers", num_layers),
+        ]:
+            check_positive_int(owner, name, value)
+        for name, value in [
+            ("dropout", dropout),
+            ("adapt_dropout", adapt_dropout),
+            ("head_dropout", head_dropout),
+            ("label_smoothing", label_smoothing),
+        ]:
+            check_probability(owner, name, value)
+        check_bool(owner, "bidirectional", bidirectional)
+        if chrono_init is not None:
+            check_max_timescale(owner, "chrono_init", chrono_init)
+            if encoder not in CHRONO_ENCODERS:
+                raise ValueError(
+                    f"{owner}: chrono_init needs a gated encoder with a forget gate, one of {CHRONO_ENCODERS}, "
+                    f"got encoder={encoder!r}"
+                )
+        _check_inputs_kind(owner, vocab_size, input_size, pad_index)
+        _check_objective(owner, objective, num_classes, pooling, class_weights, label_smoothing)
+        check_optimization(owner, "adam", lr, weight_decay, betas, 1e-8, lr_milestones, lr_gamma)
+
+        warn_ignored_settings(
+            owner, encoder, {"adapt_size": adapt_size, "adapt_dropout": adapt_dropout, "policy_layout": policy_layout},
+            SequenceClassificationTask.__init__,
+        )
+        self.save_hyperparameters(ignore=["task"])
+        self.hparams.objective = objective
         if vocab_size is not None:
             self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=pad_index)
         self.encoder = self.build_encoder()
@@ -163,6 +217,12 @@ class SequenceClassificationTask(L.LightningModule):
         self.train_metrics = self.build_metrics("train/")
         self.val_metrics = self.build_metrics("val/")
         self.test_metrics = self.build_metrics("test/")
+        #: raw text to ids, as the model was trained (from a text DataModule at setup, or from a checkpoint)
+        self.text_encoder: TextEncoder | None = None
+        #: the label of each class id, where the DataModule names them
+        self.class_names: list[str] | None = None
+        # the checkpoint a fit resumes from, for on_train_start
+        self._resume: dict[str, Any] | None = None
 
     @property
     def num_directions(self) -> int:
@@ -174,6 +234,13 @@ class SequenceClassificationTask(L.LightningModule):
         """The feature width the encoder reads: ``embedding_size`` for tokens, else ``input_size``."""
         hp = self.hparams
         return hp.embedding_size if hp.vocab_size is not None else hp.input_size
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> SequenceClassificationTask:
+        """Lightning's ``load_from_checkpoint``, refusing an unreadable file by its path first."""
+        if isinstance(checkpoint_path, (str, os.PathLike)):
+            check_checkpoint_file(cls.__name__, checkpoint_path)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def build_encoder(self) -> nn.Module:
         """Override to use another encoder.
@@ -203,8 +270,12 @@ class SequenceClassificationTask(L.LightningModule):
         return nn.Sequential(nn.Dropout(hp.head_dropout), nn.Linear(width, hp.num_classes))
 
     def build_metrics(self, prefix: str) -> MetricCollection:
-        """The metrics of one split, their names prefixed by ``prefix`` (``"val/"``...)."""
-        if self.hparams.task == "regression":
+        """Override to log other metrics: those of one split, their names prefixed by ``prefix`` (``"val/"``...).
+
+        Each is updated with ``(outputs, targets)``: ``(N, C)`` logits and ``(N,)`` class ids (``-100``
+        ignored), or ``(N,)`` predicted and target values for regression.
+        """
+        if self.hparams.objective == "regression":
             return MetricCollection({"mse": MeanSquaredError()}, prefix=prefix)
         num_classes = self.hparams.num_classes
         return MetricCollection(
@@ -295,7 +366,7 @@ class SequenceClassificationTask(L.LightningModule):
             The scalar loss: cross-entropy with ``class_weights`` and ``label_smoothing``, or the
             mean squared error of ``outputs[:, 0]``.
         """
-        if self.hparams.task == "regression":
+        if self.hparams.objective == "regression":
             return F.mse_loss(outputs.squeeze(-1), targets.to(outputs.dtype))
         return F.cross_entropy(
             outputs,
@@ -314,10 +385,10 @@ class SequenceClassificationTask(L.LightningModule):
         targets = targets.flatten()
         loss = self.loss(outputs, targets)
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(outputs.squeeze(-1) if self.hparams.task == "regression" else outputs, targets)
+        metrics.update(outputs.squeeze(-1) if self.hparams.objective == "regression" else outputs, targets)
         batch_size = inputs.size(0)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=batch_size)
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, batch_size=batch_size, prog_bar=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage == "val")
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -329,15 +400,58 @@ class SequenceClassificationTask(L.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         return self.shared_step(batch, "test")
 
-    def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+    def predict_step(self, batch: tuple[Tensor, ...] | TextBatch, batch_idx: int = 0) -> Any:
         """Class probabilities ``(B, C)`` (``(B, T, C)`` per step), or predicted values ``(B,)`` for regression.
 
-        The batch is ``(inputs, lengths)`` or ``(inputs, lengths, targets)``; targets are unused.
+        The batch is ``(inputs, lengths)`` or ``(inputs, lengths, targets)`` (targets unused), or a
+        :class:`~alstm_lightning.data.TextBatch` of texts to classify: then one record per text,
+        ``{"text": ..., "label": ..., "probabilities": {label: p}}`` (labels are the class names the
+        checkpoint keeps, else the class ids).
         """
         outputs = self(batch[0], batch[1])
-        if self.hparams.task == "regression":
-            return outputs.squeeze(-1)
-        return outputs.softmax(-1)
+        if self.hparams.objective == "regression":
+            values = outputs.squeeze(-1)
+            return values if not isinstance(batch, TextBatch) else [
+                {"text": text, "value": value} for text, value in zip(batch.texts, values.tolist())
+            ]
+        probabilities = outputs.softmax(-1)
+        if not isinstance(batch, TextBatch):
+            return probabilities
+        return [self._labelled(text, row) for text, row in zip(batch.texts, probabilities.tolist())]
+
+    def _labelled(self, text: str, probabilities: list[float]) -> dict[str, Any]:
+        names = self.class_names or [str(k) for k in range(len(probabilities))]
+        best = max(range(len(probabilities)), key=probabilities.__getitem__)
+        return {"text": text, "label": names[best], "probabilities": dict(zip(names, probabilities))}
+
+    @torch.no_grad()
+    def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Classify raw texts with the model's own text encoder (kept in its checkpoint), in eval mode.
+
+        Returns:
+            One ``{"text", "label", "probabilities"}`` record per text (see :meth:`predict_step`).
+
+        Raises:
+            RuntimeError: when the model has no text encoder (it was not trained on texts).
+            ValueError: for a text without tokens.
+        """
+        if self.text_encoder is None:
+            raise RuntimeError(
+                f"{type(self).__name__}: classify needs the model's text encoder, got none (a model gets it from a "
+                "TextClassificationDataModule when a Trainer runs, or from such a model's checkpoint)"
+            )
+        ids = [self.text_encoder.encode(text) for text in texts]
+        if empty := [text for text, sequence in zip(texts, ids) if len(sequence) == 0]:
+            raise ValueError(f"{type(self).__name__}.classify: texts must have at least one token, got none in {empty[:3]}")
+        inputs = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=self.hparams.pad_index)
+        lengths = torch.tensor([len(sequence) for sequence in ids])
+        was_training = self.training
+        self.eval()
+        try:
+            records = self.predict_step(TextBatch(inputs.to(self.device), lengths, list(texts)))
+        finally:
+            self.train(was_training)
+        return records
 
     def configure_optimizers(self) -> dict[str, Any]:
         """Adam with learning-rate cuts at ``lr_milestones`` (none when ``None``)."""
@@ -348,17 +462,56 @@ class SequenceClassificationTask(L.LightningModule):
             hp.lr,
             hp.weight_decay,
             betas=hp.betas,
-            lr_milestones=hp.lr_milestones or (),
+            lr_milestones=hp.lr_milestones,
             lr_gamma=hp.lr_gamma,
         )
 
+    def setup(self, stage: str) -> None:
+        """Take the DataModule's text encoder and class names, or refuse them when they are not this model's."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        encoder = getattr(datamodule, "text_encoder", None)
+        names = getattr(datamodule, "class_names", None)
+        self._adopt(encoder if isinstance(encoder, TextEncoder) else None, list(names) if names is not None else None)
+
+    def _adopt(self, encoder: TextEncoder | None, names: list[str] | None) -> None:
+        """Check ``encoder`` and ``names`` against the model's, then keep them where the model has none."""
+        owner = type(self).__name__
+        if encoder is not None and self.text_encoder is not None:
+            check_same_data(owner, "vocabulary", self.text_encoder.vocab, encoder.vocab, self.text_encoder.vocab.difference(encoder.vocab))
+            settings = {k: v for k, v in self.text_encoder.to_dict().items() if k != "vocab"}
+            current = {k: v for k, v in encoder.to_dict().items() if k != "vocab"}
+            check_same_data(owner, "tokenizer settings", settings, current, None if settings == current else f"{settings} vs {current}")
+        if names is not None and self.class_names is not None:
+            check_same_data(owner, "class names", self.class_names, names, None if names == self.class_names else f"{self.class_names} vs {names}")
+        self.text_encoder = self.text_encoder or encoder
+        self.class_names = self.class_names or names
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Add the random generators' states, so a resumed fit draws the same dropout masks."""
+        """Add the random generators' states (a resumed fit draws the same dropout masks) and the data contract."""
         save_random_state(checkpoint)
+        checkpoint[DATA_KEY] = {
+            "text_encoder": None if self.text_encoder is None else self.text_encoder.to_dict(),
+            "class_names": self.class_names,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Refuse a checkpoint of another architecture (:data:`ARCHITECTURE_HPARAMS`); restore the random state when resuming."""
+        """Refuse a checkpoint of another architecture (:data:`ARCHITECTURE_HPARAMS`), text encoder or labels;
+        take its text encoder and labels; restore the random state when resuming."""
+        hparams = checkpoint.get("hyper_parameters", {})
+        if "task" in hparams and "objective" not in hparams:  # a checkpoint of version 0.1
+            hparams["objective"] = hparams.pop("task")
         restore_checkpoint(self, checkpoint, ARCHITECTURE_HPARAMS)
+        self._resume = checkpoint if is_fitting(self) else None
+        saved = checkpoint.get(DATA_KEY, {})  # absent from checkpoints of earlier versions
+        encoder = saved.get("text_encoder")
+        own, self.text_encoder, own_names, self.class_names = self.text_encoder, None, self.class_names, None
+        self._adopt(None if encoder is None else TextEncoder.from_dict(encoder), saved.get("class_names"))
+        self._adopt(own, own_names)
+
+    def on_train_start(self) -> None:
+        """In a fit resumed mid-epoch, the checkpoint's random state again (see :func:`~.checkpoints.reload_random_state_mid_epoch`)."""
+        resume, self._resume = self._resume, None
+        reload_random_state_mid_epoch(self, resume)
 
     def _check_inputs(self, inputs: object) -> None:
         owner = type(self).__name__
@@ -419,7 +572,7 @@ class SequenceClassificationTask(L.LightningModule):
                 f"{owner}: targets shape must be {expected} with pooling={self.hparams.pooling!r}, "
                 f"got {tuple(targets.shape)}{hint}"
             )
-        if self.hparams.task == "classification" and (targets.is_floating_point() or targets.dtype == torch.bool):
+        if self.hparams.objective == "classification" and (targets.is_floating_point() or targets.dtype == torch.bool):
             raise TypeError(f"{owner}: targets must be integer class ids for classification, got dtype {targets.dtype}")
         if targets.is_floating_point() and not torch.isfinite(targets).all():
             raise ValueError(
@@ -432,113 +585,48 @@ def _describe(value: object) -> str:
     return f"Tensor(dtype={value.dtype})" if isinstance(value, Tensor) else type(value).__name__
 
 
-def _check_arguments(
-    *,
-    num_classes: int,
-    vocab_size: int | None,
-    input_size: int | None,
-    pad_index: int,
-    task: str,
-    encoder: str,
-    embedding_size: int,
-    hidden_size: int,
-    adapt_size: int,
-    num_layers: int,
-    dropout: float,
-    adapt_dropout: float,
-    bidirectional: bool,
-    policy_layout: str,
-    chrono_init: float | None,
-    pooling: str,
-    head_dropout: float,
-    class_weights: list[float] | None,
-    label_smoothing: float,
-    lr: float,
-    betas: tuple[float, float],
-    weight_decay: float,
-    lr_milestones: list[int] | None,
-    lr_gamma: float,
-) -> None:
-    """Validate every argument of :class:`SequenceClassificationTask` and their consistency."""
-    owner = SequenceClassificationTask.__name__
-    check_choice(owner, "task", task, TASK_KINDS)
-    check_choice(owner, "encoder", encoder, ENCODERS)
-    check_choice(owner, "pooling", pooling, POOLINGS)
-    check_choice(owner, "policy_layout", policy_layout, POLICY_LAYOUTS)
-    for name, value in [
-        ("num_classes", num_classes),
-        ("embedding_size", embedding_size),
-        ("hidden_size", hidden_size),
-        ("adapt_size", adapt_size),
-        ("num_layers", num_layers),
-    ]:
-        check_positive_int(owner, name, value)
-    for name, value in [
-        ("dropout", dropout),
-        ("adapt_dropout", adapt_dropout),
-        ("head_dropout", head_dropout),
-        ("label_smoothing", label_smoothing),
-    ]:
-        check_probability(owner, name, value)
-    check_bool(owner, "bidirectional", bidirectional)
-    if chrono_init is not None:
-        check_max_timescale(owner, "chrono_init", chrono_init)
-        if encoder not in CHRONO_ENCODERS:
-            raise ValueError(
-                f"{owner}: chrono_init needs a gated encoder with a forget gate, one of {CHRONO_ENCODERS}, "
-                f"got encoder={encoder!r}"
-            )
-
+def _check_inputs_kind(owner: str, vocab_size: int | None, input_size: int | None, pad_index: int) -> None:
+    """Exactly one of ``vocab_size`` (token ids, with a ``pad_index`` among them) and ``input_size`` (features)."""
     if (vocab_size is None) == (input_size is None):
         raise ValueError(
             f"{owner}: exactly one of vocab_size (token ids) and input_size (float features) must be set, "
             f"got vocab_size={vocab_size!r}, input_size={input_size!r}"
         )
-    if vocab_size is not None:
-        check_positive_int(owner, "vocab_size", vocab_size)
-        if isinstance(pad_index, bool) or not isinstance(pad_index, int):
-            raise TypeError(f"{owner}: pad_index must be an int, got {type(pad_index).__name__} ({pad_index!r})")
-        if not 0 <= pad_index < vocab_size:
-            raise ValueError(f"{owner}: pad_index must be in [0, vocab_size={vocab_size}), got {pad_index}")
-    else:
+    if vocab_size is None:
         check_positive_int(owner, "input_size", input_size)
+        return
+    check_positive_int(owner, "vocab_size", vocab_size)
+    check_int(owner, "pad_index", pad_index)
+    if not 0 <= pad_index < vocab_size:
+        raise ValueError(f"{owner}: pad_index must be in [0, vocab_size={vocab_size}), got {pad_index}")
 
-    if task == "regression":
+
+def _check_objective(
+    owner: str,
+    objective: str,
+    num_classes: int,
+    pooling: str,
+    class_weights: list[float] | None,
+    label_smoothing: float,
+) -> None:
+    """The settings that depend on the objective: one output for regression, per-class weights for classification."""
+    if objective == "regression":
         if num_classes != 1:
-            raise ValueError(f"{owner}: num_classes must be 1 with task='regression', got {num_classes}")
+            raise ValueError(f"{owner}: num_classes must be 1 with objective='regression', got {num_classes}")
         if pooling == "none":
             raise ValueError(
-                f"{owner}: pooling must not be 'none' with task='regression' (per-step targets are class ids)"
+                f"{owner}: pooling must not be 'none' with objective='regression' (per-step targets are class ids)"
             )
-        for name, value, default in [
-            ("class_weights", class_weights, None),
-            ("label_smoothing", label_smoothing, 0.0),
-        ]:
+        for name, value, default in [("class_weights", class_weights, None), ("label_smoothing", label_smoothing, 0.0)]:
             if value != default:
-                raise ValueError(f"{owner}: {name} must be {default!r} with task='regression', got {value!r}")
-    elif num_classes < 2:
+                raise ValueError(f"{owner}: {name} must be {default!r} with objective='regression', got {value!r}")
+        return
+    if num_classes < 2:
         raise ValueError(
-            f"{owner}: num_classes must be at least 2 with task='classification', got {num_classes} "
-            "(use task='regression' for a single output)"
+            f"{owner}: num_classes must be at least 2 with objective='classification', got {num_classes} "
+            "(use objective='regression' for a single output)"
         )
-    if class_weights is not None:
-        if len(class_weights) != num_classes or any(w < 0 for w in class_weights):
-            raise ValueError(
-                f"{owner}: class_weights must be {num_classes} (num_classes) non-negative numbers, "
-                f"got {class_weights!r}"
-            )
-
-    check_positive(owner, "lr", lr)
-    check_non_negative(owner, "weight_decay", weight_decay)
-    check_float(owner, "lr_gamma", lr_gamma)
-    if not 0 < lr_gamma <= 1:
-        raise ValueError(f"{owner}: lr_gamma must be in (0, 1], got {lr_gamma}")
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise ValueError(f"{owner}: betas must be two numbers in [0, 1), got {betas!r}")
-    if lr_milestones is not None:
-        if any(isinstance(m, bool) or not isinstance(m, int) for m in lr_milestones):
-            raise TypeError(f"{owner}: lr_milestones must be a list of ints (epochs), got {lr_milestones!r}")
-        if list(lr_milestones) != sorted(set(lr_milestones)) or any(m < 1 for m in lr_milestones):
-            raise ValueError(
-                f"{owner}: lr_milestones must be strictly increasing positive epochs, got {lr_milestones!r}"
-            )
+    if class_weights is not None and (len(class_weights) != num_classes or any(w < 0 for w in class_weights)):
+        raise ValueError(
+            f"{owner}: class_weights must be {num_classes} (num_classes) non-negative numbers, got {class_weights!r}"
+        )

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from alstm_lightning import aLSTM, unused_policy_fraction
 from alstm_lightning.callbacks import PolicyMonitor, default_encoder_input
-from alstm_lightning.layers.inspect import trace_policies
+from alstm_lightning.layers.policy_trace import trace_policies
 
 V, E, H, A, T, B = 11, 4, 3, 2, 5, 2
 STEPS = 4

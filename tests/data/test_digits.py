@@ -41,7 +41,7 @@ def test_batches_are_64_steps_of_one_pixel():
     everything = torch.cat([batch[0] for batch in datamodule.val_dataloader()])
     assert everything.min().item() == 0.0 and everything.max().item() == 1.0
     assert (datamodule.input_size, datamodule.vocab_size, datamodule.num_classes) == (1, None, 10)
-    assert datamodule.task == "classification"
+    assert datamodule.objective == "classification"
 
 
 @requires_sklearn

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import urllib.error
 import zipfile
 
 import pytest
 
-from alstm_lightning.data import Resource, download, extract_members, file_digest
+from alstm_lightning.data import DownloadError, Resource, download, extract_members, file_digest
 
 CONTENT = b"the quick brown fox\n" * 100
 
@@ -57,8 +56,10 @@ def test_a_corrupt_existing_file_is_replaced(tmp_path, source):
 
 def test_a_failed_fetch_leaves_nothing(tmp_path):
     target = tmp_path / "out" / "corpus.txt"
-    with pytest.raises(urllib.error.URLError):
-        download(Resource((tmp_path / "missing.txt").as_uri(), "0" * 64), target)
+    url = (tmp_path / "missing.txt").as_uri()
+    message = rf"could not fetch {url} to {target}.*without network, fetch that file on another machine and put it at {target}"
+    with pytest.raises(DownloadError, match=message):
+        download(Resource(url, "0" * 64), target)
     assert list(target.parent.iterdir()) == []
 
 

@@ -141,7 +141,10 @@ def test_skip_next_skips_the_first_windows_of_one_iteration_only():
 def test_resumable_loader_saves_the_windows_done_and_skips_them_when_loaded():
     done = [3]
     loader = ResumableWindowLoader(StreamWindows(torch.arange(40).view(20, 2), bptt=4), lambda: done[0])
-    assert loader.state_dict() == {"windows_done": 3}
+    assert loader.state_dict() == {
+        "windows_done": 3,
+        "layout": {"streams": [20, 2], "world_size": 1, "bptt": 4, "variable_bptt": False, "seed": 0, "epoch": 0},
+    }
     first_inputs = [input.clone() for input, _ in loader]
     resumed = ResumableWindowLoader(StreamWindows(torch.arange(40).view(20, 2), bptt=4), lambda: 0)
     resumed.load_state_dict(loader.state_dict())

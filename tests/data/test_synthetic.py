@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from alstm_lightning.data.loading import IGNORE_INDEX, seeded_generator
 from alstm_lightning.data.synthetic import (
-    IGNORE_INDEX,
     TEMPORAL_ORDER_TOKENS,
     AddingDataModule,
     CopyMemoryDataModule,
@@ -14,7 +14,6 @@ from alstm_lightning.data.synthetic import (
     TemporalOrderDataModule,
     adding_problem,
     copy_memory,
-    seeded_generator,
     temporal_order,
 )
 
@@ -57,7 +56,7 @@ def test_batches_follow_the_contract(name):
         assert inputs.shape == (batch, steps) and inputs.dtype == torch.long
         assert 0 <= int(inputs.min()) and int(inputs.max()) < datamodule.vocab_size
         assert 0 <= datamodule.pad_index < datamodule.vocab_size
-    if datamodule.task == "regression":
+    if datamodule.objective == "regression":
         assert datamodule.num_classes == 1
         assert targets.shape == (batch,) and targets.is_floating_point()
     else:
@@ -67,12 +66,12 @@ def test_batches_follow_the_contract(name):
 
 
 def test_contract_attributes_exist_right_after_init():
-    assert (AddingDataModule.input_size, AddingDataModule.num_classes, AddingDataModule.task) == (2, 1, "regression")
+    assert (AddingDataModule.input_size, AddingDataModule.num_classes, AddingDataModule.objective) == (2, 1, "regression")
     copy = CopyMemoryDataModule(alphabet_size=5)
     # blank, 5 symbols, delimiter, padding; classes: blank and the symbols.
     assert (copy.input_size, copy.vocab_size, copy.pad_index, copy.num_classes) == (None, 8, 7, 6)
     order = TemporalOrderDataModule()
-    assert (order.vocab_size, order.pad_index, order.num_classes, order.task) == (9, 0, 4, "classification")
+    assert (order.vocab_size, order.pad_index, order.num_classes, order.objective) == (9, 0, 4, "classification")
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import RandomSampler, SequentialSampler
 
-from alstm_lightning.data.text_classification import (
+from alstm_lightning.data import (
     BucketBatchSampler,
     EncodedTexts,
     TextClassificationDataModule,
@@ -102,7 +102,7 @@ def test_contract_attributes_are_read_from_train_right_after_init(tmp_path):
     )
     tokens = {token for text, _ in TRAIN for token in text.split()}
     assert datamodule.vocab_size == len(tokens) + 2  # <pad>, <unk>
-    assert datamodule.num_classes == 3 and datamodule.task == "classification"
+    assert datamodule.num_classes == 3 and datamodule.objective == "classification"
 
 
 def test_explicit_labels_fix_the_order(tmp_path):
@@ -116,19 +116,18 @@ def test_vocabulary_frequency_cutoff_size_limit_and_unknown_tokens(tmp_path):
     datamodule = make(tmp_path, min_frequency=2)
     # good x3; a, bad, plot, so x2; ties broken alphabetically; the rest once.
     assert datamodule.vocab.itos == ["<pad>", "<unk>", "good", "a", "bad", "plot", "so"]
-    limited = Vocabulary.build([text.split() for text, _ in TRAIN], max_size=4)
+    limited = Vocabulary.for_texts([text.split() for text, _ in TRAIN], max_size=4)
     assert limited.itos == ["<pad>", "<unk>", "good", "a"]
-    ids = datamodule.vocab.encode("the good film".split())
+    ids = datamodule.vocab.encode("the good film".split(), unknown="unk")
     assert ids.tolist() == [1, 2, 1]
     assert datamodule.vocab.decode(torch.tensor([2, 1, 0, 0])) == "good <unk>"
 
 
-@pytest.mark.parametrize(
-    ("itos", "match"), [(["<unk>", "<pad>", "a"], "start with"), (["<pad>", "<unk>", "a", "a"], "hold each token once")]
-)
-def test_vocabulary_rejects_bad_itos(itos, match):
-    with pytest.raises(ValueError, match=rf"itos must {match}"):
-        Vocabulary(itos)
+def test_vocabulary_rejects_repeated_tokens_and_keeps_pad_and_unk_first():
+    with pytest.raises(ValueError, match=r"itos must hold each token once"):
+        Vocabulary(["<pad>", "<unk>", "a", "a"])
+    vocab = Vocabulary.for_texts([["b", "a", "b"]])
+    assert vocab.itos[:2] == ["<pad>", "<unk>"] and vocab.pad_index == 0 and vocab.stoi["<unk>"] == 1
 
 
 def test_regex_tokenizer_lowercase_and_truncation(tmp_path):
@@ -192,8 +191,8 @@ def test_hugging_face_tokenizer_supplies_the_tokens(tmp_path, monkeypatch):
         """Stands in for tokenizers.Tokenizer: splits on spaces and marks word starts, like a subword model."""
 
         @classmethod
-        def from_file(cls, path: str) -> FakeTokenizer:
-            assert path == str(tmp_path / "tokenizer.json")
+        def from_str(cls, json_text: str) -> FakeTokenizer:
+            assert json_text == '{"model": "fake"}', "the tokenizer is built from the file's text"
             return cls()
 
         def encode(self, text: str, add_special_tokens: bool = True) -> types.SimpleNamespace:
@@ -201,7 +200,7 @@ def test_hugging_face_tokenizer_supplies_the_tokens(tmp_path, monkeypatch):
             return types.SimpleNamespace(tokens=["_" + word for word in text.split()])
 
     monkeypatch.setitem(sys.modules, "tokenizers", types.SimpleNamespace(Tokenizer=FakeTokenizer))
-    (tmp_path / "tokenizer.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text('{"model": "fake"}')
     datamodule = make(tmp_path, tokenizer=str(tmp_path / "tokenizer.json"))
     assert decoded(datamodule, datamodule.val_dataloader()) == [("_bad _film", "neg"), ("_good _plot", "pos")]
 

@@ -66,7 +66,7 @@ def test_encoding_in_chunks_matches_one_pass(monkeypatch):
 def test_serialisation_round_trip():
     vocab = Vocabulary.build("abcab", level="char")
     state = vocab.to_dict()
-    assert state == {"itos": ["a", "b", "c"], "level": "char", "unk_token": None}
+    assert state == {"itos": ["a", "b", "c"], "level": "char", "unk_token": None, "pad_token": None}
     assert Vocabulary.from_dict(state) == vocab
     assert Vocabulary.from_dict({**state, "level": "word"}) != vocab
 

@@ -100,6 +100,89 @@ def test_unknown_words_as_unk(tmp_path):
     assert vocab.decode(data.load_corpus().test) == "a <unk> <unk> <unk> <eos>"
 
 
+def test_vocabulary_from_all_splits_knows_every_word(tmp_path):
+    directory = write_corpus(tmp_path, texts=(TRAIN, VALID, "a zz zz yy\n"))
+    data = WordCorpusDataModule(data_dir=str(directory), vocab_splits="all")
+    # Counts over the three files: <eos> 7, c 5, a 4, b 3, zz 2, d 1, yy 1 (ties in order of first appearance).
+    assert data.vocab.itos == ["<eos>", "c", "a", "b", "zz", "d", "yy"] and data.vocab.unk_token is None
+    corpus = data.load_corpus()
+    assert data.vocab.decode(corpus.train) == "a b c <eos> b c <eos> <eos> c d a c <eos>"
+    assert data.vocab.decode(corpus.test) == "a zz zz yy <eos>"
+
+
+def write_vocab(path, tokens):
+    path.write_text("".join(f"{token}\n" for token in tokens), encoding="utf-8")
+    return str(path)
+
+
+def test_vocabulary_from_a_file_keeps_its_order(tmp_path):
+    directory = write_corpus(tmp_path / "corpus")
+    vocab_path = write_vocab(tmp_path / "vocab.txt", ["d", "<eos>", "a", "b", "c", "never-used"])
+    data = WordCorpusDataModule(data_dir=str(directory), vocab_path=vocab_path)
+    assert data.vocab.itos == ["d", "<eos>", "a", "b", "c", "never-used"] and data.vocab.unk_token is None
+    assert data.source_files()[-1].name == "vocab.txt"
+    corpus = data.load_corpus()
+    assert corpus.test.tolist() == [0, 0, 4, 1]
+    assert data.vocab.decode(corpus.val) == "c b <eos> a <eos>"
+
+
+def test_vocabulary_file_missing_a_word_names_the_word_the_file_and_the_option(tmp_path):
+    directory = write_corpus(tmp_path / "corpus")
+    vocab_path = write_vocab(tmp_path / "vocab.txt", ["<eos>", "a", "b", "c"])  # no "d", used in train and test
+    data = WordCorpusDataModule(data_dir=str(directory), vocab_path=vocab_path)
+    with pytest.raises(ValueError, match=r"train file must be in the vocabulary of vocab_path='.*vocab\.txt', got 1 "
+                       r"unknown words \(1 distinct, e.g. 'd'\) in .*train\.txt; add them to the file, or pass "
+                       r"unknown_words='unk'"):
+        data.load_corpus()
+    # with unknown_words="unk", <unk> is appended and every split reads "d" as <unk>
+    data = WordCorpusDataModule(data_dir=str(directory), vocab_path=vocab_path, unknown_words="unk")
+    assert data.vocab.itos == ["<eos>", "a", "b", "c", "<unk>"] and data.vocab.unk_token == "<unk>"
+    assert data.vocab.decode(data.load_corpus().test) == "<unk> <unk> c <eos>"
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("a\n\nb\n", r"vocab_path must hold one token per line, got line 2 '' in '.*vocab\.txt'"),
+        ("a\nb c\n", r"vocab_path must hold one token per line, got line 2 'b c' in '.*vocab\.txt'"),
+        ("a\nb\na\n", r"vocab_path must list each token once, got 1 listed more than once \(e.g. \['a'\]\)"),
+    ],
+)
+def test_malformed_vocabulary_file_is_rejected_naming_the_line(tmp_path, lines, message):
+    (tmp_path / "vocab.txt").write_text(lines, encoding="utf-8")
+    data = WordCorpusDataModule(data_dir=str(write_corpus(tmp_path / "corpus")), vocab_path=str(tmp_path / "vocab.txt"))
+    with pytest.raises(ValueError, match=message):
+        data.load_corpus()
+
+
+def test_vocabulary_options_are_checked(tmp_path):
+    directory = write_corpus(tmp_path / "corpus")
+    vocab_path = write_vocab(tmp_path / "vocab.txt", ["a"])
+    with pytest.raises(ValueError, match=r"vocab_splits must be one of .*got 'test'"):
+        WordCorpusDataModule(data_dir=str(directory), vocab_splits="test")
+    with pytest.raises(ValueError, match=r"vocab_splits must be 'train' when vocab_path is given \(.*\), got 'all'"):
+        WordCorpusDataModule(data_dir=str(directory), vocab_path=vocab_path, vocab_splits="all")
+    with pytest.raises(TypeError, match="vocab_path must be a str path or None, got PosixPath"):
+        WordCorpusDataModule(data_dir=str(directory), vocab_path=tmp_path / "vocab.txt")
+    with pytest.raises(FileNotFoundError, match="vocab_path must be an existing file, got '.*nope.txt'"):
+        WordCorpusDataModule(data_dir=str(directory), vocab_path=str(tmp_path / "nope.txt")).vocab
+
+
+def test_vocabulary_options_key_the_cache(tmp_path):
+    directory, cache_dir = write_corpus(tmp_path / "corpus"), str(tmp_path / "cache")
+    vocab_path = write_vocab(tmp_path / "vocab.txt", ["<eos>", "a", "b", "c", "d"])
+
+    def key(**options):
+        data = WordCorpusDataModule(data_dir=str(directory), cache_dir=cache_dir, **options)
+        return data.cache_path(data.source_files())
+
+    keys = [key(), key(vocab_splits="all"), key(vocab_path=vocab_path)]
+    assert len(set(keys)) == 3
+    assert "vocab_splits" in WordCorpusDataModule(data_dir=str(directory)).cache_options()
+    write_vocab(tmp_path / "vocab.txt", ["<eos>", "d", "c", "b", "a", "e"])  # same path, new content
+    assert key(vocab_path=vocab_path) != keys[2]
+
+
 def test_missing_files_and_arguments(tmp_path):
     directory = write_corpus(tmp_path / "corpus", names=("train.txt", "valid.txt"))
     with pytest.raises(FileNotFoundError, match=r"data_dir must hold a test file named one of .*test\.txt"):
@@ -190,7 +273,15 @@ def test_ddp_batch_size_must_divide(tmp_path):
     data.trainer = fake_trainer(0, 3)
     with pytest.raises(ValueError, match="batch_size must be divisible by the world size 3, got 4"):
         data.train_dataloader()
-    with pytest.raises(ValueError, match="eval_batch_size must be divisible by the world size 3, got 10"):
+    # evaluation splits unevenly (its metrics sum tokens over the ranks): 10 streams as 3, 3 and 4
+    blocks = []
+    for rank in range(3):
+        data.trainer = fake_trainer(rank, 3)
+        blocks.append(data.val_dataloader().dataset.streams)
+    assert [b.size(1) for b in blocks] == [3, 3, 4]
+    torch.testing.assert_close(torch.cat(blocks, dim=1), data.streams["val"])
+    data.trainer = fake_trainer(0, 11)
+    with pytest.raises(ValueError, match="eval_batch_size must be at least the world size 11 .*got 10"):
         data.val_dataloader()
 
 

@@ -6,6 +6,7 @@ docs/reliability.md lists every bad-input case with the test that covers it, her
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -47,7 +48,7 @@ def fit_one_step(model, data, tmp_path):
 
 def test_sequence_checkpoint_of_another_architecture_is_refused_by_name(tmp_path):
     def task(**overrides):
-        arguments = dict(num_classes=1, input_size=2, task="regression", hidden_size=4, adapt_size=2) | overrides
+        arguments = dict(num_classes=1, input_size=2, objective="regression", hidden_size=4, adapt_size=2) | overrides
         return SequenceClassificationTask(**arguments)
 
     data = AddingDataModule(seq_len=5, num_train=4, num_val=4, num_test=4, batch_size=4)
@@ -80,14 +81,16 @@ def test_language_model_checkpoint_of_another_architecture_is_refused_by_name(tm
     ("argument", "name"),
     [("--trainer.default_root_dir", "trainer.default_root_dir"), ("--trainer.logger.save_dir", "the save_dir of CSVLogger")],
 )
-def test_unwritable_output_directory_fails_before_training(tmp_path, monkeypatch, argument, name):
+def test_unwritable_output_directory_fails_before_training(tmp_path, monkeypatch, capsys, argument, name):
     monkeypatch.chdir(tmp_path)
     corpus = write_word_corpus(tmp_path / "corpus", num_words=200)
     blocker = tmp_path / "a-file"
     blocker.write_text("a file where a directory should be\n")
     args = ["fit", *TINY_LM_ARGS, "--data.data_dir", str(corpus), argument, str(blocker / "runs")]
-    with pytest.raises(ValueError, match=rf"AlstmCLI: {name} must be a writable directory, got .*a-file/runs"):
+    with pytest.raises(SystemExit) as stop:
         main(args)
+    assert stop.value.code == 1
+    assert re.search(rf"AlstmCLI: {name} must be a writable directory, got .*a-file/runs", capsys.readouterr().err)
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
@@ -127,7 +130,7 @@ def test_unreadable_cache_is_rebuilt_with_a_warning(tmp_path):
 
 # ----------------------------------------------------------------------------- task inputs
 def float_task(**overrides):
-    arguments = dict(num_classes=1, input_size=2, task="regression", hidden_size=4, adapt_size=2) | overrides
+    arguments = dict(num_classes=1, input_size=2, objective="regression", hidden_size=4, adapt_size=2) | overrides
     return SequenceClassificationTask(**arguments)
 
 

@@ -1,18 +1,14 @@
-"""A CLI fit stopped by SIGTERM or Ctrl+C (SIGINT) leaves a checkpoint that loads and resumes."""
+"""A CLI fit stopped by SIGTERM or Ctrl+C (SIGINT) leaves an interrupt checkpoint that loads and resumes."""
 
 from __future__ import annotations
 
-import os
-import signal
-
 import torch
-from lightning import Callback, Trainer
+from lightning import Trainer
 
 from alstm_lightning import LanguageModelingTask, WordCorpusDataModule
 from alstm_lightning.data.streams import bptt_schedule
 
 from .conftest import TINY_LM_ARGS, run_cli, write_word_corpus
-
 
 
 def uninterrupted_steps(checkpoint: dict, epochs: int) -> int:
@@ -22,37 +18,21 @@ def uninterrupted_steps(checkpoint: dict, epochs: int) -> int:
     return sum(len(bptt_schedule(rows, data.bptt, data.variable_bptt, data.seed, epoch)) for epoch in range(epochs))
 
 
-class SendSignal(Callback):
-    """Send ``signal_name`` to this very process after training step ``at_step``: a deterministic interrupt.
-
-    Args:
-        signal_name: ``"SIGTERM"`` or ``"SIGINT"``.
-        at_step: the global step after which the signal is sent.
-    """
-
-    def __init__(self, signal_name: str, at_step: int) -> None:
-        self.signal_name = signal_name
-        self.at_step = at_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.at_step:
-            os.kill(os.getpid(), getattr(signal, self.signal_name))
-
-
 def interrupted_fit(tmp_path, signal_name: str):
     """Run a 2-epoch CLI fit that sends itself ``signal_name`` after step 3; return its result, last.ckpt and args."""
     corpus = write_word_corpus(tmp_path / "corpus", num_words=400)
     config = tmp_path / "interrupt.yaml"
     config.write_text(
-        "trainer:\n  callbacks:\n    - class_path: tests.reliability.test_interrupt.SendSignal\n"
+        "trainer:\n  callbacks:\n    - class_path: tests.reliability.signals.SendSignal\n"
         f"      init_args: {{signal_name: {signal_name}, at_step: 3}}\n"
     )
-    args = ["fit", *TINY_LM_ARGS, "--data.data_dir", str(corpus), "--trainer.max_epochs", "2"]
+    args = ["fit", *TINY_LM_ARGS, "--data.data_dir", str(corpus), "--trainer.max_epochs", "2", "--experiment", "lm"]
     result = run_cli([*args, "--config", str(config)], tmp_path)
-    checkpoints = sorted(path.name for path in (tmp_path / "runs" / "version_0" / "checkpoints").iterdir())
-    # the state at the interrupt, under the checkpoint pattern and as last.ckpt
-    assert checkpoints == ["best-epoch=0-step=3.ckpt", "last.ckpt"], result.stderr[-3000:]
-    last = tmp_path / "runs" / "version_0" / "checkpoints" / "last.ckpt"
+    directory = tmp_path / "runs" / "lm" / "version_0" / "checkpoints"
+    checkpoints = sorted(path.name for path in directory.iterdir())
+    # the state at the interrupt, named for it (never best-*, it was not validated), and as last.ckpt
+    assert checkpoints == ["interrupted-epoch=0-step=3.ckpt", "last.ckpt"], result.stderr[-3000:]
+    last = directory / "last.ckpt"
     state = torch.load(last, weights_only=False)
     assert (state["epoch"], state["global_step"]) == (0, 3)
     model = LanguageModelingTask.load_from_checkpoint(last)
@@ -62,14 +42,17 @@ def interrupted_fit(tmp_path, signal_name: str):
 
 def test_sigterm_leaves_a_checkpoint_the_cli_resumes_from(tmp_path):
     interrupted, last, args = interrupted_fit(tmp_path, "SIGTERM")
-    # Lightning finishes the current batch and saves through on_exception; the CLI exits with 128 + SIGTERM
+    # the fit stops before the next step, the checkpoint is written, the CLI exits with 128 + SIGTERM
     assert interrupted.returncode == 143, interrupted.stderr[-3000:]
+    assert "stopped by SIGTERM (rank 0); exit status 143" in interrupted.stderr
 
     resumed = run_cli([*args, "--ckpt_path", str(last)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    final = torch.load(tmp_path / "runs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=False)
-    # the resumed epoch continues with the window after the interrupt: the fit takes every window once
+    # the resumed fit goes on in the run's directory, with every window once, and the interrupt file is gone
+    final = torch.load(last, weights_only=False)
     assert (final["epoch"], final["global_step"]) == (1, uninterrupted_steps(final, 2))
+    assert not list(last.parent.glob("interrupted-*"))
+    assert (last.parent.parent / "config.resume-1.yaml").is_file()
 
 
 def test_ctrl_c_leaves_a_checkpoint_a_trainer_resumes_from(tmp_path):

@@ -43,7 +43,7 @@ def test_adding_problem_at_t2000_trains_without_clipping(precision):
     seed_everything(0)
     # the recipe's learning rate and pooling, smallest sizes: the cost is the 2000 sequential steps
     model = SequenceClassificationTask(
-        num_classes=1, input_size=2, task="regression", hidden_size=8, adapt_size=4, lr=3e-3
+        num_classes=1, input_size=2, objective="regression", hidden_size=8, adapt_size=4, lr=3e-3
     )
     data = AddingDataModule(seq_len=SEQ_LEN, num_train=2 * STEPS, num_val=2, num_test=2, batch_size=2)
     check = CheckFinite()

@@ -26,7 +26,7 @@ class RecordLosses(Callback):
 def fit_losses(precision: str) -> list[float]:
     seed_everything(0)
     model = SequenceClassificationTask(
-        num_classes=1, input_size=2, task="regression", hidden_size=16, adapt_size=4, num_layers=2, lr=1e-2
+        num_classes=1, input_size=2, objective="regression", hidden_size=16, adapt_size=4, num_layers=2, lr=1e-2
     )
     data = AddingDataModule(seq_len=30, num_train=STEPS * 8, num_val=8, num_test=8, batch_size=8)
     record = RecordLosses()

@@ -19,7 +19,7 @@ from .conftest import write_word_corpus
 def sequence_task() -> tuple[LightningModule, LightningDataModule]:
     # dropout draws from the global generator and the lr cut at epoch 3 is scheduler state: both must be restored
     model = SequenceClassificationTask(
-        num_classes=1, input_size=2, task="regression", hidden_size=8, adapt_size=4, dropout=0.3,
+        num_classes=1, input_size=2, objective="regression", hidden_size=8, adapt_size=4, dropout=0.3,
         head_dropout=0.2, lr=1e-2, lr_milestones=[3], lr_gamma=0.5,
     )
     return model, AddingDataModule(seq_len=7, num_train=24, num_val=8, num_test=8, batch_size=4, seed=3)

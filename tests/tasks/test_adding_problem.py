@@ -8,7 +8,7 @@ batch 128 and Adam 5e-3, the validation MSE stayed at 0.155-0.161 up to step 190
 0.041 at step 2300 and 0.0003 at step 2800. That check takes 18 minutes and is opt-in
 (``ALSTM_ADDING_PROBLEM=1``).
 
-With chrono initialisation (``chrono_init=200``, :func:`~alstm_lightning.layers.init.chrono_init_`)
+With chrono initialisation (``chrono_init=200``, :func:`~alstm_lightning.layers.initialization.chrono_init_`)
 the plateau ends about four times sooner: in the same loop (one thread, seeds 0 and 1) the
 validation MSE was 0.020 and 0.13 at step 500 and 0.005 and 0.005 at step 550-600. Starting the
 policies near one without the chrono biases did not help (still 0.159 at step 650). Run through
@@ -39,7 +39,7 @@ def _fit_and_validate(steps: int, **task_options) -> float:
     task = SequenceClassificationTask(
         num_classes=data.num_classes,
         input_size=data.input_size,
-        task=data.task,
+        objective=data.objective,
         hidden_size=32,
         adapt_size=8,
         lr=5e-3,

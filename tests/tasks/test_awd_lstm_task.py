@@ -54,9 +54,9 @@ def test_make_encoder_builds_awd_lstm():
     assert isinstance(encoder, AWDLSTM)
     assert encoder.layer_sizes == (H, H, E)
     assert encoder.dropout == 0.25 and encoder.weight_dropout == 0.5
-    with pytest.raises(ValueError, match="bidirectional must be False for name='awd_lstm'"):
+    with pytest.raises(ValueError, match="bidirectional must be False for the encoder 'awd_lstm'"):
         make_encoder("awd_lstm", E, H, adapt_size=1, bidirectional=True)
-    with pytest.raises(ValueError, match="weight_dropout must be 0 unless name='awd_lstm'"):
+    with pytest.raises(ValueError, match="weight_dropout must be 0 unless the encoder is .awd_lstm."):
         make_encoder("lstm", E, H, adapt_size=1, weight_dropout=0.5)
 
 
@@ -84,7 +84,7 @@ def test_adam_stays_the_default():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"encoder": "lstm"}, ValueError, "weight_dropout must be 0 unless encoder='awd_lstm'"),
+        ({"encoder": "lstm"}, ValueError, "weight_dropout must be 0 unless the encoder is .awd_lstm."),
         ({"weight_dropout": 1.0}, ValueError, "weight_dropout"),
         ({"optimizer": "rmsprop"}, ValueError, "optimizer must be one of"),
         ({"init_checkpoint": 3}, TypeError, "init_checkpoint must be a str"),

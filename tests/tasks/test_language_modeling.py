@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from alstm_lightning import AdaptiveState, aLSTM, aRNN
 from alstm_lightning.data import CharCorpusDataModule, TinyShakespeareDataModule
 from alstm_lightning.data.streams import batchify
+from alstm_lightning.layers import LSTMStack
 from alstm_lightning.tasks import LanguageModelingTask, make_encoder
 
 V, E, H, A = 11, 6, 8, 3
@@ -54,10 +55,12 @@ def trainer(**kwargs) -> L.Trainer:
 
 
 def state_tensors(state) -> list[torch.Tensor]:
-    return [t for field in state for t in field] if isinstance(state, AdaptiveState) else list(state)
+    if isinstance(state, (AdaptiveState, list)):  # fields of per-layer tensors, or per-layer (h, c) pairs
+        return [t for field in state for t in field]
+    return list(state)
 
 
-@pytest.mark.parametrize("encoder", ["alstm", "arnn", "lstm"])
+@pytest.mark.parametrize("encoder", ["alstm", "arnn", "lstm", "lstm_proj"])
 def test_forward_backward_shapes(encoder):
     task = tiny_task(encoder=encoder)
     input, target = torch.randint(0, V, (2, 7, 3)).unbind(0)
@@ -81,14 +84,65 @@ def test_weight_tying_shares_the_embedding_table(encoder):
     assert untied(torch.randint(0, V, (4, 2))).raw_output.shape == (4, 2, H)
 
 
-def test_lstm_baseline_projects_to_the_embedding_size():
-    assert tiny_task(encoder="lstm").encoder.proj_size == E
-    assert tiny_task(encoder="lstm", hidden_size=E).encoder.proj_size == 0
-    with pytest.raises(ValueError, match="output_size must be at most hidden_size"):
-        tiny_task(encoder="lstm", hidden_size=E - 1)
+def test_projected_lstm_projects_every_layer_to_the_embedding_size():
+    assert tiny_task(encoder="lstm_proj").encoder.proj_size == E
+    assert tiny_task(encoder="lstm_proj", hidden_size=E).encoder.proj_size == 0
+    with pytest.raises(ValueError, match="output_size must be at most hidden_size=5 for name='lstm_proj'"):
+        tiny_task(encoder="lstm_proj", hidden_size=E - 1)
 
 
-@pytest.mark.parametrize(("name", "kind"), [("alstm", aLSTM), ("arnn", aRNN), ("lstm", torch.nn.LSTM)])
+def recurrent_widths(encoder: torch.nn.Module) -> list[tuple[int, int]]:
+    """(input width, units) of each LSTM layer, in order, read from its ``weight_ih`` / ``weight_hh`` shapes."""
+    ih = [p.shape for name, p in encoder.named_parameters() if "weight_ih" in name]
+    hh = [p.shape for name, p in encoder.named_parameters() if "weight_hh" in name]
+    return [(w_ih[1], w_hh[1]) for w_ih, w_hh in zip(ih, hh)]
+
+
+@pytest.mark.parametrize(
+    ("num_layers", "tie_weights", "widths"),
+    [
+        (1, True, [(E, E)]),
+        (2, True, [(E, H), (H, E)]),
+        (3, True, [(E, H), (H, H), (H, E)]),
+        (1, False, [(E, H)]),
+        (3, False, [(E, H), (H, H), (H, H)]),
+    ],
+)
+def test_lstm_baseline_has_the_alstm_layer_widths(num_layers, tie_weights, widths):
+    lstm = tiny_task(encoder="lstm", num_layers=num_layers, tie_weights=tie_weights).encoder
+    alstm = tiny_task(encoder="alstm", num_layers=num_layers, tie_weights=tie_weights).encoder
+    assert recurrent_widths(lstm) == widths
+    assert [alstm.layer_sizes(layer) for layer in range(num_layers)] == widths
+    # the stack only where the widths differ: a plain nn.LSTM otherwise (torch's fast path, no proj_size)
+    assert type(lstm) is (LSTMStack if len({units for _, units in widths}) > 1 else torch.nn.LSTM)
+    assert getattr(lstm, "proj_size", 0) == 0
+
+
+def test_lstm_stack_parameter_names_shapes_and_count():
+    task = tiny_task(encoder="lstm", num_layers=3)
+    names = {name: tuple(p.shape) for name, p in task.encoder.named_parameters()}
+    expected = {}
+    for layer, width in enumerate((E, H)):
+        expected |= {
+            f"hidden_layers.weight_ih_l{layer}": (4 * H, width),
+            f"hidden_layers.weight_hh_l{layer}": (4 * H, H),
+            f"hidden_layers.bias_ih_l{layer}": (4 * H,),
+            f"hidden_layers.bias_hh_l{layer}": (4 * H,),
+        }
+    expected |= {
+        "output_layer.weight_ih_l0": (4 * E, H),
+        "output_layer.weight_hh_l0": (4 * E, E),
+        "output_layer.bias_ih_l0": (4 * E,),
+        "output_layer.bias_hh_l0": (4 * E,),
+    }
+    assert names == expected
+    encoder_count = 4 * H * (E + H + 2) + 4 * H * (H + H + 2) + 4 * E * (H + E + 2)
+    assert sum(p.numel() for p in task.parameters()) == V * E + encoder_count + V  # tied: the table once, + bias
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("alstm", aLSTM), ("arnn", aRNN), ("lstm", LSTMStack), ("lstm_proj", torch.nn.LSTM)]
+)
 def test_make_encoder_builds_each_encoder(name, kind):
     encoder = make_encoder(name, E, H, A, output_size=E, num_layers=2)
     assert type(encoder) is kind
@@ -249,7 +303,7 @@ def test_regularization_adds_ar_and_tar():
         ({"encoder": "gru"}, ValueError, "encoder"),
         ({"tie_weights": "yes"}, TypeError, "tie_weights"),
         ({"embedding_dropout": 1.0}, ValueError, "embedding_dropout"),
-        ({"input_dropout": -0.1}, ValueError, "p must be in"),
+        ({"input_dropout": -0.1}, ValueError, r"input_dropout must be in \[0, 1\), got -0.1"),
         ({"ar_alpha": -1.0}, ValueError, "ar_alpha"),
         ({"tar_beta": "1"}, TypeError, "tar_beta"),
     ],

@@ -152,7 +152,7 @@ def test_classification_loss_matches_weighted_smoothed_cross_entropy():
 
 
 def test_regression_loss_is_the_mean_squared_error():
-    task = make_task(num_classes=1, task="regression")
+    task = make_task(num_classes=1, objective="regression")
     outputs, targets = torch.randn(4, 1), torch.randn(4)
     torch.testing.assert_close(task.loss(outputs, targets), ((outputs[:, 0] - targets) ** 2).mean())
 
@@ -163,7 +163,7 @@ def test_predict_step_returns_probabilities_and_values():
     probabilities = classifier.predict_step((inputs, LENGTHS, torch.zeros(3, dtype=torch.long)), 0)
     assert probabilities.shape == (3, 3)
     torch.testing.assert_close(probabilities.sum(-1), torch.ones(3))
-    regressor = make_task(num_classes=1, task="regression")
+    regressor = make_task(num_classes=1, objective="regression")
     values = regressor.predict_step((inputs, LENGTHS), 0)
     with torch.no_grad():
         torch.testing.assert_close(values, regressor(inputs, LENGTHS)[:, 0])
@@ -193,10 +193,10 @@ def test_hyperparameters_are_saved():
     [
         ({"input_size": None}, ValueError, "vocab_size"),
         ({"vocab_size": 5}, ValueError, "input_size"),
-        ({"task": "regression"}, ValueError, "num_classes"),
+        ({"objective": "regression"}, ValueError, "num_classes"),
         ({"num_classes": 1}, ValueError, "num_classes"),
         ({"num_classes": 0}, ValueError, "num_classes"),
-        ({"task": "ranking"}, ValueError, "task"),
+        ({"objective": "ranking"}, ValueError, "objective"),
         ({"encoder": "gru"}, ValueError, "encoder"),
         ({"pooling": "first"}, ValueError, "pooling"),
         ({"policy_layout": "other"}, ValueError, "policy_layout"),
@@ -204,9 +204,9 @@ def test_hyperparameters_are_saved():
         ({"dropout": 1.0}, ValueError, "dropout"),
         ({"head_dropout": -0.1}, ValueError, "head_dropout"),
         ({"bidirectional": 1}, TypeError, "bidirectional"),
-        ({"num_classes": 1, "task": "regression", "pooling": "none"}, ValueError, "pooling"),
-        ({"num_classes": 1, "task": "regression", "label_smoothing": 0.1}, ValueError, "label_smoothing"),
-        ({"num_classes": 1, "task": "regression", "class_weights": [1.0]}, ValueError, "class_weights"),
+        ({"num_classes": 1, "objective": "regression", "pooling": "none"}, ValueError, "pooling"),
+        ({"num_classes": 1, "objective": "regression", "label_smoothing": 0.1}, ValueError, "label_smoothing"),
+        ({"num_classes": 1, "objective": "regression", "class_weights": [1.0]}, ValueError, "class_weights"),
         ({"class_weights": [1.0, 2.0]}, ValueError, "class_weights"),
         ({"class_weights": [1.0, -2.0, 1.0]}, ValueError, "class_weights"),
         ({"label_smoothing": 1.5}, ValueError, "label_smoothing"),
@@ -271,7 +271,7 @@ def test_per_step_targets_without_pooling_none_suggest_it():
     ("overrides", "targets", "keys"),
     [
         ({}, torch.tensor([0, 2, 1]), ("acc", "f1")),
-        ({"num_classes": 1, "task": "regression"}, torch.tensor([0.5, 1.5, 1.0]), ("mse",)),
+        ({"num_classes": 1, "objective": "regression"}, torch.tensor([0.5, 1.5, 1.0]), ("mse",)),
         (
             {"pooling": "none", "bidirectional": True},
             torch.tensor([[0, 1, 2, 1, 0], [2, 1] + [-100] * 3, [1] * 5]),
@@ -310,7 +310,7 @@ def test_adding_problem_batches_train_as_regression():
     """Plumbing only: learning the adding problem at T = 200 takes minutes (see test_adding_problem.py)."""
     data = AddingDataModule(seq_len=200, num_train=8, num_val=8, num_test=8, batch_size=8)
     task = SequenceClassificationTask(
-        num_classes=data.num_classes, input_size=data.input_size, task=data.task, hidden_size=4, adapt_size=3
+        num_classes=data.num_classes, input_size=data.input_size, objective=data.objective, hidden_size=4, adapt_size=3
     )
     fit = trainer(max_epochs=1, num_sanity_val_steps=0, gradient_clip_val=None)
     fit.fit(task, datamodule=data)

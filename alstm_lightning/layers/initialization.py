@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .checks import check_float
+from ..checks import check_float
 from .stack import aLSTM
 
 #: Gate bias that saturates the constant adaptation unit: ``sigmoid(5) = 0.993``, ``tanh(5) = 0.9999``.
@@ -110,11 +110,8 @@ def chrono_init_(
         return module
     A = module.adapt_size
     constant_rows = torch.arange(4) * A  # unit 0 of each gate block i, f, g, o of the adaptation LSTM
-    for suffix in module._direction_suffixes:
-        adapt_layers = getattr(module, "adapt_layers" + suffix)
-        project_layers = getattr(module, "project_layers" + suffix)
-        cells = getattr(module, module.cell_layers_name + suffix)
-        for adapt, project, cell in zip(adapt_layers, project_layers, cells):
+    for direction in module.directions():
+        for adapt, project, cell in zip(direction.adapt_layers, direction.project_layers, direction.cell_layers):
             adapt.weight_ih[constant_rows] = 0.0
             adapt.weight_hh[constant_rows] = 0.0
             adapt.bias_ih[constant_rows] = CONSTANT_UNIT_BIAS

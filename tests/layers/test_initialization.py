@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from alstm_lightning import aLSTM, aRNN, trace_policies
-from alstm_lightning.layers.init import CONSTANT_UNIT_BIAS, chrono_forget_bias, chrono_init_
+from alstm_lightning.layers.initialization import CONSTANT_UNIT_BIAS, chrono_forget_bias, chrono_init_
 
 
 def test_chrono_forget_bias_spans_log_1_to_log_tmax():
@@ -55,11 +55,11 @@ def test_alstm_starts_as_an_lstm_with_chrono_biases(num_layers, bidirectional):
         assert pi[5:].min() > 0.8, pi[5:].min()
     untouched = [n for n in before if "weight_hh" in n and "alstm_layers" in n]
     assert untouched and all(torch.equal(before[n], dict(model.named_parameters())[n]) for n in untouched)
-    for suffix in model._direction_suffixes:
-        for cell in getattr(model, "alstm_layers" + suffix):
+    for direction in model.directions():
+        for cell in direction.cell_layers:
             H = cell.hidden_size
             assert (cell.bias[H : 2 * H] >= 0).all() and torch.equal(cell.bias[:H], -cell.bias[H : 2 * H])
-        for adapt in getattr(model, "adapt_layers" + suffix):
+        for adapt in direction.adapt_layers:
             rows = torch.arange(4) * model.adapt_size
             assert (adapt.weight_ih[rows] == 0).all() and (adapt.bias_ih[rows] == CONSTANT_UNIT_BIAS).all()
 

@@ -6,14 +6,15 @@ from torch import nn
 from torch.nn.utils.rnn import pack_sequence
 
 from alstm_lightning import aLSTM, aRNN, policy_slices
-from alstm_lightning.layers.inspect import trace_policies
+from alstm_lightning.layers.policy_trace import trace_policies
 
 T, B, I, H, A = 5, 3, 4, 3, 2
 
 
 def _by_hand(model, layer, suffix, a):
-    """``tanh(P a)`` with the layer's projection weight, written out."""
-    P = getattr(model, "project_layers" + suffix)[layer].linear.weight
+    """``tanh(P a)`` with the layer's projection weight, written out (the rows the cell reads)."""
+    (direction,) = [d for d in model.directions() if d.suffix == suffix]
+    P = direction.project_layers[layer].linear.weight[: direction.cell_layers[layer].policy_size]
     return torch.tanh(a @ P.T)
 
 
@@ -101,4 +102,8 @@ def test_errors():
     impl = model.impl
     with pytest.raises(ValueError, match="input_size"):
         trace_policies(model, torch.randn(T, B, I + 1))
-    assert model.impl == impl and not model.project_layers[0]._forward_hooks, "restored after an error"
+    assert model.impl == impl, "restored after an error"
+    # no hook left behind: the traced projection runs as before
+    a = torch.randn(B, A)
+    torch.testing.assert_close(model.project_layers[0](a), torch.tanh(a @ model.project_layers[0].linear.weight.T))
+    assert trace_policies(model, torch.randn(T, B, I))[0].shape[0] == T, "one policy per step: no hook left over"

@@ -1,10 +1,13 @@
-"""Input, argument and state validation shared by every public entry point.
+"""Argument, input and state checks shared by ``layers/``, ``data/`` and ``tasks/``: one owner per rule.
 
-Every message reads ``<owner>: <what> must be <expected>, got <actual>``.
+Every message reads ``<owner>: <what> must be <expected>, got <actual>``. Pure Python and torch:
+``layers/`` uses it too, and it imports nothing from Lightning.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 
 from torch import Tensor
@@ -38,33 +41,50 @@ def check_float(owner: str, name: str, value: object) -> None:
 
 
 def check_positive(owner: str, name: str, value: object) -> None:
-    """Raise unless ``value`` is a real number greater than zero (a learning rate, a temperature)."""
+    """Raise unless ``value`` is a finite real number greater than zero (a learning rate, a temperature)."""
     check_float(owner, name, value)
     if not value > 0:
         raise ValueError(f"{owner}: {name} must be positive, got {value}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be positive and finite, got {value}")
 
 
 def check_non_negative(owner: str, name: str, value: object) -> None:
-    """Raise unless ``value`` is a real number that is zero or more (a penalty's weight)."""
+    """Raise unless ``value`` is a finite real number that is zero or more (a penalty's weight)."""
     check_float(owner, name, value)
     if not value >= 0:
         raise ValueError(f"{owner}: {name} must be non-negative, got {value}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be non-negative and finite, got {value}")
+
+
+def check_in_interval(
+    owner: str, name: str, value: object, low: float, high: float, closed: str = "neither"
+) -> None:
+    """Raise unless ``value`` is a real number in the interval from ``low`` to ``high``.
+
+    Args:
+        closed: which ends belong to the interval: ``"neither"`` (``(low, high)``), ``"left"``
+            (``[low, high)``), ``"right"`` (``(low, high]``) or ``"both"`` (``[low, high]``).
+    """
+    left, right = closed in ("left", "both"), closed in ("right", "both")
+    shown = f"{'[' if left else '('}{low:g}, {high:g}{']' if right else ')'}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a float in {shown}, got {type(value).__name__} ({value!r})")
+    above = value >= low if left else value > low
+    below = value <= high if right else value < high
+    if not (above and below):
+        raise ValueError(f"{owner}: {name} must be in {shown}, got {value}")
 
 
 def check_fraction(owner: str, name: str, value: object) -> None:
     """Raise unless ``value`` is a real number in ``(0, 1)``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: {name} must be a float in (0, 1), got {type(value).__name__} ({value!r})")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{owner}: {name} must be in (0, 1), got {value}")
+    check_in_interval(owner, name, value, 0.0, 1.0)
 
 
 def check_probability(owner: str, name: str, value: object) -> None:
     """Raise unless ``value`` is a real number in ``[0, 1)`` (a drop probability)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: {name} must be a float in [0, 1), got {type(value).__name__} ({value!r})")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{owner}: {name} must be in [0, 1), got {value}")
+    check_in_interval(owner, name, value, 0.0, 1.0, closed="left")
 
 
 def check_choice(owner: str, name: str, value: object, choices: Sequence[str]) -> None:
@@ -77,6 +97,27 @@ def check_bool(owner: str, name: str, value: object) -> None:
     """Raise unless ``value`` is a ``bool``."""
     if not isinstance(value, bool):
         raise TypeError(f"{owner}: {name} must be a bool, got {type(value).__name__} ({value!r})")
+
+
+def check_sampling(owner: str, max_new_tokens: object, temperature: object, top_k: object) -> None:
+    """Raise unless the sampling settings of a text generation are usable (shared by every generating entry point).
+
+    ``max_new_tokens`` a positive int, ``temperature`` a finite positive number, ``top_k`` a
+    positive int or ``None``.
+    """
+    check_positive_int(owner, "max_new_tokens", max_new_tokens)
+    check_positive(owner, "temperature", temperature)
+    if top_k is not None:
+        check_positive_int(owner, "top_k", top_k)
+
+
+def check_path(owner: str, name: str, value: object) -> str:
+    """Raise unless ``value`` is a path (a ``str`` or ``os.PathLike``); return it as a ``str``."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{owner}: {name} must be a path (str or os.PathLike), got {type(value).__name__} ({value!r})")
+    return value
 
 
 def check_floating_tensor(owner: str, name: str, value: object, ndim: int) -> Tensor:

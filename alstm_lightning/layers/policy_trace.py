@@ -13,12 +13,12 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .policy import SubPolicies, split_policy
-from .stack import _AdaptiveStack, reverse_steps
+from .stack import AdaptiveStack, reverse_steps
 from .state import AdaptiveState
 
 
 def trace_policies(
-    model: _AdaptiveStack,
+    model: AdaptiveStack,
     input: Tensor | PackedSequence,
     hx: AdaptiveState | None = None,
     split: bool = False,
@@ -54,12 +54,12 @@ def trace_policies(
         >>> [p.shape for p in policies]
         [torch.Size([7, 3, 216]), torch.Size([7, 3, 224])]
     """
-    if not isinstance(model, _AdaptiveStack):
+    if not isinstance(model, AdaptiveStack):
         raise TypeError(f"trace_policies: model must be an aLSTM or aRNN, got {type(model).__name__}")
     if not isinstance(split, bool):
         raise TypeError(f"trace_policies: split must be a bool, got {type(split).__name__} ({split!r})")
-    suffixes = ("", "_reverse") if model.bidirectional else ("",)
-    projects = [getattr(model, "project_layers" + suffix)[l] for l in range(model.num_layers) for suffix in suffixes]
+    directions = model.directions()
+    projects = [direction.project_layers[l] for l in range(model.num_layers) for direction in directions]
     steps: list[list[Tensor]] = [[] for _ in projects]
     handles = [
         project.register_forward_hook(lambda module, args, pi, k=k: steps[k].append(pi))
@@ -76,10 +76,12 @@ def trace_policies(
             handle.remove()
 
     lengths = pad_packed_sequence(input)[1] if isinstance(input, PackedSequence) else None
+    cells = [direction.cell_layers[l] for l in range(model.num_layers) for direction in directions]
     policies = []
-    for k, recorded in enumerate(steps):
-        policy = torch.stack(recorded)  # (T, B, P_l), in the order the direction ran
-        if suffixes[k % len(suffixes)] == "_reverse":
+    for k, (recorded, cell) in enumerate(zip(steps, cells)):
+        # (T, B, P_l), in the order the direction ran; the reference aRNN's unread rows left out
+        policy = torch.stack(recorded)[..., : cell.policy_size]
+        if k % len(directions) == 1:  # the reverse direction ran from the last step to the first
             policy = reverse_steps(policy, lengths)
         if lengths is not None:
             past_end = torch.arange(policy.size(0)).unsqueeze(1) >= lengths.unsqueeze(0)  # (T, B)
@@ -87,5 +89,4 @@ def trace_policies(
         policies.append(policy)
     if not split:
         return policies
-    cells = [getattr(model, model.cell_layers_name + suffix)[l] for l in range(model.num_layers) for suffix in suffixes]
     return [split_policy(policy, cell.policy_slices) for policy, cell in zip(policies, cells)]

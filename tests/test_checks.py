@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from alstm_lightning.layers.checks import (
+from alstm_lightning.checks import (
     check_float,
     check_fraction,
     check_non_negative,
