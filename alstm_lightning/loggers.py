@@ -73,15 +73,17 @@ class AutoOfflineWandbLogger(WandbLogger):
         log_model: bool | Literal["all"] = False,
         **kwargs: Any,
     ) -> None:
-        if not offline:
-            reason = wandb_offline_reason()
-            if reason is not None:
-                log.warning("W&B logging offline: %s. Upload later with `wandb sync`.", reason)
-                offline = True
+        #: why the run is offline (``"offline=True"`` when asked), or ``None`` when it is online
+        self.offline_reason = "offline=True" if offline else wandb_offline_reason()
+        if self.offline_reason is not None and not offline:
+            log.warning("W&B logging offline: %s. Upload later with `wandb sync`.", self.offline_reason)
+            offline = True
         if offline and log_model:
             # WandbLogger refuses log_model with offline runs: keep the run, skip the upload
             log.warning("W&B: log_model=%r ignored for an offline run (checkpoints stay on disk).", log_model)
             log_model = False
+        #: whether checkpoints are uploaded as W&B artifacts
+        self.uploads_checkpoints = bool(log_model)
         super().__init__(
             name=name, save_dir=save_dir, version=version, offline=offline, project=project, log_model=log_model, **kwargs
         )

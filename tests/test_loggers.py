@@ -32,7 +32,7 @@ def test_wandb_mode_offline_is_respected(monkeypatch):
 def test_logger_goes_offline_and_says_so(no_wandb_account, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="alstm_lightning.loggers"):
         logger = AutoOfflineWandbLogger(save_dir=str(tmp_path), log_model=True)
-    assert logger._offline is True
-    assert logger._log_model is False
+    assert logger.offline_reason.startswith("no W&B API key found")
+    assert logger.uploads_checkpoints is False
     assert "W&B logging offline: no W&B API key found" in caplog.text
     assert "log_model=True ignored for an offline run" in caplog.text

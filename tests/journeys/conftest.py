@@ -8,17 +8,16 @@ no ``PYTHONPATH``: a user's module (``my_tasks.py``) is imported from the workin
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 import re
 import shutil
-import signal
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from ..console import run_console
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -42,20 +41,8 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run(command: list[str], cwd: Path, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
-    """Run a command line in ``cwd`` in a session of its own (killed afterwards, DDP ranks included)."""
-    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=cli_env(**env), stdout=stdout, stderr=stderr, text=True, start_new_session=True
-        )
-        try:
-            process.wait(timeout=timeout)
-        finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        stdout.seek(0)
-        stderr.seek(0)
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout.read(), stderr.read())
+    """Run a command line in ``cwd`` (see :func:`tests.console.run_console`)."""
+    return run_console(command, cwd, cli_env(**env), timeout)
 
 
 def cli(args: list[str], cwd: Path, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from ..console import run_console
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = shutil.which("alstm-lightning") or "alstm-lightning"
@@ -40,24 +39,8 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
-    """Run ``alstm-lightning *args`` in ``cwd`` and return its result, whatever its exit status.
-
-    The run gets a session of its own, killed when its first process has exited: a DDP rank left
-    behind (stopped, or orphaned) never outlives the test, nor keeps its output open.
-    """
-    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
-        process = subprocess.Popen(
-            [CLI, *args], cwd=cwd, env=cli_env(), stdout=stdout, stderr=stderr, text=True, start_new_session=True
-        )
-        try:
-            process.wait(timeout=timeout)
-        finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        stdout.seek(0)
-        stderr.seek(0)
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout.read(), stderr.read())
+    """Run ``alstm-lightning *args`` in ``cwd`` and return its result, whatever its exit status."""
+    return run_console([CLI, *args], cwd, cli_env(), timeout)
 
 
 #: CLI arguments of a tiny word-level LM fit on :func:`write_word_corpus` files (data_dir appended by callers).

@@ -138,3 +138,5 @@ def test_a_rank_that_stops_answering_fails_the_others_within_the_timeout_naming_
     assert result.returncode == 1, result.stderr[-4000:]
     assert time.time() - started < 200, "well within gloo's default 30 minutes"
     assert "alstm-lightning: error: rank 0 of 2: rank(s) [1] stopped answering" in result.stderr, result.stderr[-3000:]
+    # no crash checkpoint: the processes' states need not agree; last.ckpt stays the last whole one
+    assert not list(tmp_path.glob("runs/ddp/version_0/checkpoints/crashed-*"))

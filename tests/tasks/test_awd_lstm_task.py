@@ -69,9 +69,12 @@ def test_task_with_awd_lstm_trains_with_plain_sgd(tmp_path):
     assert optimizer.defaults["lr"] == 1.0 and optimizer.defaults["weight_decay"] == 1e-6
     assert optimizer.defaults["momentum"] == 0
     before = {name: value.clone() for name, value in task.state_dict().items()}
-    trainer(tmp_path, max_steps=3).fit(task, batches())
-    state = task._states["train"]
-    assert isinstance(state, list) and len(state) == 3 and not state[0][0].requires_grad
+    fit = trainer(tmp_path, max_steps=3)
+    fit.fit(task, batches())
+    # the carried state, as checkpoints keep it: one (h, c) pair per layer, plain tensors
+    fit.save_checkpoint(tmp_path / "carried.ckpt")
+    state = torch.load(tmp_path / "carried.ckpt", weights_only=True)["truncated_bptt_train_state"]["tensors"]
+    assert isinstance(state, list) and len(state) == 3 and [h.shape[-1] for h, _ in state] == [H, H, E]
     after = task.state_dict()
     assert differs(before, after) and all(torch.isfinite(value).all() for value in after.values())
 
