@@ -21,7 +21,7 @@ from .app import DEFAULT_ROOT, AlstmCLI, LogConfigCallback
 from .errors import TRACEBACK_VARIABLE, argument_error_message, show_tracebacks, user_error_message
 from .generate import generate
 from .recipes import recipe_summary, resolve_recipe_names, shipped_recipes
-from .runs import remove_if_empty
+from .runs import remove_empty_runs
 
 __all__ = ["AlstmCLI", "LogConfigCallback", "main"]
 
@@ -116,8 +116,7 @@ def _finish() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish()
-    if LogConfigCallback.run_directory is not None:
-        remove_if_empty(LogConfigCallback.run_directory)
+    remove_empty_runs()
 
 
 def _known_keys() -> list[str]:

@@ -33,14 +33,20 @@ class LogConfigCallback(SaveConfigCallback):
 
     A fit resumed in the directory of an earlier run keeps that run's ``config.yaml`` and writes
     its own as ``config.resume-<k>.yaml``.
+
+    Args:
+        run_directory: where the config goes (the CLI's run directory); ``None``: the Trainer's root.
+        *args, **kwargs: those of ``SaveConfigCallback``.
     """
 
-    run_directory: Path | None = None
+    def __init__(self, *args: Any, run_directory: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_directory = run_directory
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.already_saved:
             return
-        directory = Path(trainer.strategy.broadcast(str(self.run_directory or trainer.default_root_dir)))
+        directory = Path(trainer.strategy.broadcast(self.run_directory or trainer.default_root_dir))
         if trainer.is_global_zero:
             directory.mkdir(parents=True, exist_ok=True)
             path, k = directory / self.config_filename, 1
@@ -79,8 +85,6 @@ class AlstmCLI(LightningCLI):
     * **Links**: the task's ``vocab_size``, ``level``, ``bptt``, ``input_size``, ``pad_index``,
       ``num_classes`` and ``objective`` come from the DataModule's attributes of those names.
     """
-
-    run_directory: Path | None = None
 
     def _add_instantiators(self) -> None:
         self.parser.add_instantiator(LinkedArgumentsInstantiator(cli=self, key="model"), LightningModule, subclasses=True)
@@ -158,8 +162,7 @@ class AlstmCLI(LightningCLI):
         _check_writable("trainer.default_root_dir", root)
         resumed = run_directory_of(config.ckpt_path) if self.subcommand == "fit" and config.get("ckpt_path") else None
         directory = resumed if resumed is not None else new_run_directory(root, experiment)
-        self.run_directory = LogConfigCallback.run_directory = directory
-        config.trainer.default_root_dir = str(directory)
+        self.save_config_kwargs["run_directory"] = config.trainer.default_root_dir = str(directory)
         for logger in _logger_configs(config.trainer.logger):
             _place_logger(logger, root, experiment, directory)
         if config.checkpoint.dirpath is None:

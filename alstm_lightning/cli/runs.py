@@ -12,6 +12,8 @@ from pathlib import Path
 
 #: The prefix of the version directories, as Lightning's CSV and TensorBoard loggers name theirs.
 VERSION_PREFIX = "version_"
+#: The run directories this process created, for :func:`remove_empty_runs` at its end.
+_created: list[Path] = []
 
 
 def is_first_process() -> bool:
@@ -35,9 +37,11 @@ def new_run_directory(root: str | os.PathLike, experiment: str) -> Path:
         candidate = base / f"{VERSION_PREFIX}{version}"
         try:
             candidate.mkdir()
-            return candidate
         except FileExistsError:
             version += 1
+            continue
+        _created.append(candidate)
+        return candidate
 
 
 def run_directory_of(checkpoint: str | os.PathLike) -> Path | None:
@@ -48,10 +52,13 @@ def run_directory_of(checkpoint: str | os.PathLike) -> Path | None:
     return None
 
 
-def remove_if_empty(directory: Path) -> None:
-    """Remove ``directory`` (and its experiment directory) when nothing was written there: a run that failed early."""
-    for path in (directory, directory.parent):
-        try:
-            path.rmdir()
-        except OSError:
-            return
+def remove_empty_runs() -> None:
+    """Remove the run directories this process created and nothing was written to (a run that failed early),
+    and their experiment directories when those are empty too."""
+    for directory in _created:
+        for path in (directory, directory.parent):
+            try:
+                path.rmdir()
+            except OSError:
+                break
+    _created.clear()
