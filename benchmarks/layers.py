@@ -2,10 +2,14 @@
 
 Run ``python -m benchmarks.layers`` (or ``python benchmarks/layers.py``) from the repository root::
 
-    python -m benchmarks.layers --configs ptb small long --repeats 5 --json benchmarks/results/layers_cpu.json
+    python -m benchmarks.layers --repeats 5 --json benchmarks/results/layers_cpu.json
 
-For each configuration it measures, side by side in one process and one run, the implementations
-taking turns call by call (the medians are then fair to each even when the machine's load changes):
+The implementations: ``fused`` (the default path; on CPU its loop over time runs in C++, see
+:mod:`alstm_lightning.layers.fused.native`), ``fused_python`` (the same path with its loop in
+Python, ``ALSTM_NATIVE=0``; CPU only, elsewhere ``fused`` already runs that loop), ``naive`` and
+``nn.LSTM``. For each configuration it measures, side by side in one process and one run, the
+implementations taking turns call by call (the medians are then fair to each even when the
+machine's load changes):
 
 * ``train``: median tokens/s of a full training step (zeroed gradients, forward, ``sum`` loss,
   backward) in train mode, without dropout (it does not change the cost);
@@ -15,6 +19,11 @@ taking turns call by call (the medians are then fair to each even when the machi
   (``/proc/self/statm``) sampled every 0.2 ms by a thread during the step, minus the resident
   size just before it (after ``gc.collect`` and glibc's ``malloc_trim`` give freed memory back);
   ``tracemalloc`` cannot see torch's allocations.
+
+Each row also gives its tokens/s over ``nn.LSTM``'s (``x LSTM``) and over the naive path's
+(``x naive``). The C++ loop's build (or, when cached, load) time is measured once per process,
+before the timings, and reported apart from them (``--fresh-build`` builds it in a temporary
+extensions directory, so that the first build is what gets measured).
 
 FLOPs per token count the matrix products of the forward pass, ``2*m*n*k`` each, for every layer:
 the adaptation LSTM ``4A x (I_l + H_l [+ A])`` and ``4A x A``, the policy projection ``P_l x A``
@@ -26,12 +35,14 @@ training step counts three times the forward. The FLOP rate is FLOPs per token t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +53,8 @@ import torch
 from torch import nn
 
 from alstm_lightning import aLSTM, policy_size
-from alstm_lightning.layers.fused import _mm, _step_operand
+from alstm_lightning.layers.fused import native
+from alstm_lightning.layers.fused.products import mm, step_operand
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -61,13 +73,20 @@ class Config(NamedTuple):
 
 
 CONFIGS: dict[str, Config] = {
+    # the README's quickstart model
+    "quickstart": Config(64, 32, 64, 128, 16, 1),
     # the paper's Penn Treebank model (Flennerhag et al. 2018, Section 5.1), one BPTT window
     "ptb": Config(70, 20, 400, 1150, 100, 2),
     "small": Config(64, 32, 128, 256, 32, 2),
     "long": Config(1000, 8, 32, 128, 16, 1),
 }
-IMPLS: tuple[str, ...] = ("fused", "naive", "nn.LSTM")
-DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+IMPLS: tuple[str, ...] = ("fused", "fused_python", "naive", "nn.LSTM")
+DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def impls_for(device: torch.device) -> tuple[str, ...]:
+    """The implementations measured on ``device`` (``fused_python`` on CPU only)."""
+    return IMPLS if device.type == "cpu" else tuple(impl for impl in IMPLS if impl != "fused_python")
 
 
 def flops_per_token(impl: str, config: Config) -> int:
@@ -95,15 +114,39 @@ def build(impl: str, config: Config, device: torch.device) -> nn.Module:
         config.hidden_size,
         config.adapt_size,
         num_layers=config.num_layers,
-        impl=impl,
+        impl="naive" if impl == "naive" else "fused",
         device=device,
     )
 
 
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    """The environment variable ``name`` set to ``value`` inside the block, as it was after it."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
+
+
+@contextlib.contextmanager
+def _loop_switch(impl: str):
+    """For ``fused_python``, the fused path with its loop over time in Python (``ALSTM_NATIVE=0``)."""
+    if impl != "fused_python":
+        yield
+        return
+    with _environment(native.ENV_SWITCH, "0"):
+        yield
+
+
 def make_steps(
-    model: nn.Module, x: torch.Tensor, autocast_dtype: torch.dtype | None
+    model: nn.Module, x: torch.Tensor, autocast_dtype: torch.dtype | None, impl: str = "fused"
 ) -> tuple[Callable[[], None], Callable[[], None]]:
-    """``(train_step, infer_step)`` closures for ``model`` on input ``x``."""
+    """``(train_step, infer_step)`` closures for ``model`` (implementation ``impl``) on input ``x``."""
     device_type = x.device.type
 
     def autocast():
@@ -112,14 +155,14 @@ def make_steps(
     def train_step() -> None:
         model.train()
         model.zero_grad(set_to_none=True)
-        with autocast():
+        with _loop_switch(impl), autocast():
             output, _ = model(x)
             loss = output.float().sum()
-        loss.backward()
+        loss.backward()  # the fused node runs the backward of the loop its forward ran
 
     def infer_step() -> None:
         model.eval()
-        with torch.no_grad(), autocast():
+        with _loop_switch(impl), torch.no_grad(), autocast():
             model(x)
 
     return train_step, infer_step
@@ -163,9 +206,9 @@ def step_gemm_gflops_per_s(config: Config, device: torch.device, dtype: str, rep
     matmul_dtype = DTYPES[dtype] or torch.float32
     h = torch.randn(config.batch_size, config.hidden_size, device=device, dtype=matmul_dtype)
     weight = torch.randn(config.hidden_size, 4 * config.hidden_size, device=device, dtype=matmul_dtype)
-    operand = _step_operand(weight, config.batch_size, config.seq_len)
+    operand = step_operand(weight, config.batch_size, config.seq_len)
     calls = 20  # one product is short: time 20 per measurement
-    seconds = median_seconds({"mm": lambda: [_mm(h, operand) for _ in range(calls)]}, repeats, 1, device)["mm"]
+    seconds = median_seconds({"mm": lambda: [mm(h, operand) for _ in range(calls)]}, repeats, 1, device)["mm"]
     return calls * 2 * config.batch_size * config.hidden_size * 4 * config.hidden_size / seconds / 1e9
 
 
@@ -219,7 +262,7 @@ def benchmark_config(
     torch.manual_seed(0)
     x = torch.randn(config.seq_len, config.batch_size, config.input_size, device=device)
     tokens = config.seq_len * config.batch_size
-    steps = {impl: make_steps(build(impl, config, device), x, DTYPES[dtype]) for impl in IMPLS}
+    steps = {impl: make_steps(build(impl, config, device), x, DTYPES[dtype], impl) for impl in impls_for(device)}
     train_s = median_seconds({impl: train for impl, (train, _) in steps.items()}, repeats, warmup, device)
     infer_s = median_seconds({impl: infer for impl, (_, infer) in steps.items()}, repeats, warmup, device)
     rows = []
@@ -244,10 +287,30 @@ def benchmark_config(
     for row in rows:
         for mode in ("train", "infer"):
             row[f"{mode}_eff_vs_lstm"] = row[f"{mode}_gflops_per_s"] / by_impl["nn.LSTM"][f"{mode}_gflops_per_s"]
+            row[f"{mode}_tokens_vs_lstm"] = row[f"{mode}_tokens_per_s"] / by_impl["nn.LSTM"][f"{mode}_tokens_per_s"]
             row[f"{mode}_speedup_vs_naive"] = (
                 row[f"{mode}_tokens_per_s"] / by_impl["naive"][f"{mode}_tokens_per_s"]
             )
     return rows
+
+
+def native_loop_report(fresh_build: bool) -> dict:
+    """Build or load the fused path's C++ loop now, timed, before any timing; what it took.
+
+    With ``fresh_build``, in a temporary extensions directory, so that a first build is measured.
+    """
+    with contextlib.ExitStack() as stack:
+        if fresh_build:
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="alstm_extensions_"))
+            stack.enter_context(_environment("TORCH_EXTENSIONS_DIR", directory))
+        available = native.native_ops() is not None
+    return {
+        "available": available,
+        "reason": native.LOADER.reason,
+        "fresh_build": fresh_build,
+        "seconds": native.LOADER.seconds,
+    }
+
 
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -255,10 +318,12 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("impl", "impl", "{}"),
     ("train tok/s", "train_tokens_per_s", "{:.0f}"),
     ("x naive", "train_speedup_vs_naive", "{:.2f}"),
+    ("x LSTM", "train_tokens_vs_lstm", "{:.2f}"),
     ("GFLOP/s", "train_gflops_per_s", "{:.1f}"),
     ("eff", "train_eff_vs_lstm", "{:.2f}"),
     ("infer tok/s", "infer_tokens_per_s", "{:.0f}"),
     ("x naive", "infer_speedup_vs_naive", "{:.2f}"),
+    ("x LSTM", "infer_tokens_vs_lstm", "{:.2f}"),
     ("GFLOP/s", "infer_gflops_per_s", "{:.1f}"),
     ("eff", "infer_eff_vs_lstm", "{:.2f}"),
     ("peak MiB", "train_peak_mib", "{:.1f}"),
@@ -267,7 +332,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 
 def format_table(rows: list[dict]) -> str:
-    """The rows as a plain-text table (``x naive`` and ``eff`` per mode: train, then inference)."""
+    """The rows as a plain-text table (``x naive``, ``x LSTM`` and ``eff`` per mode: train, then inference)."""
     cells = [[title for title, _, _ in COLUMNS]]
     for row in rows:
         line = []
@@ -287,7 +352,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before each measurement")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="bfloat16 runs under autocast")
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), default="float32", help="bfloat16 and float16 run under autocast"
+    )
+    parser.add_argument(
+        "--fresh-build",
+        action="store_true",
+        help="build the C++ loop in a temporary extensions directory (measures a first build)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="where to write the results as JSON")
     return parser.parse_args(argv)
 
@@ -296,11 +368,9 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark, print the table, write the JSON if asked; return the results."""
     args = parse_args(argv)
     device = torch.device(args.device)
+    native_loop = native_loop_report(args.fresh_build)
     rows = []
     step_gemm = {}
-    for name in args.configs:
-        rows += benchmark_config(name, CONFIGS[name], device, args.dtype, args.repeats, args.warmup)
-        step_gemm[name] = step_gemm_gflops_per_s(CONFIGS[name], device, args.dtype, args.repeats)
     results = {
         **provenance(device),
         "settings": {
@@ -310,15 +380,24 @@ def main(argv: list[str] | None = None) -> dict:
             "device": args.device,
             "dtype": args.dtype,
         },
+        "native_loop": native_loop,
         "rows": rows,
         "step_gemm_gflops_per_s": step_gemm,
     }
+    for name in args.configs:
+        rows += benchmark_config(name, CONFIGS[name], device, args.dtype, args.repeats, args.warmup)
+        step_gemm[name] = step_gemm_gflops_per_s(CONFIGS[name], device, args.dtype, args.repeats)
+        if args.json is not None:  # after every config: a run cut short keeps what it measured
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(rows))
+    if native_loop["available"]:
+        what = "built (first build)" if args.fresh_build else "built or loaded from the cache"
+        print(f"fused path's C++ loop: {what} in {native_loop['seconds']:.2f} s, before the timings")
+    else:
+        print(f"fused path's C++ loop: unavailable ({native_loop['reason']}); fused ran its Python loop")
     for name, rate in step_gemm.items():
         print(f"{name}: one step's (B, H) @ (H, 4H) product alone runs at {rate:.1f} GFLOP/s")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 

@@ -26,3 +26,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real corpora not found at {SHARED_DATA} (set ALSTM_DATA_DIR to their directory)")
     return SHARED_DATA
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device", default="cpu", help="device for the tests that take the `device` fixture: cpu (default) or cuda"
+    )
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """The device given by ``--device``; the test is skipped with the reason when CUDA is asked for and absent."""
+    name = request.config.getoption("--device")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip(f"--device {name} asked for, but CUDA is not available")
+    return torch.device(name)

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+import torch
+
+from alstm_lightning.layers.fused import autograd, native
 from benchmarks import layers
 
 
@@ -12,19 +20,48 @@ def test_layers_benchmark_writes_every_row_and_column(tmp_path, monkeypatch, cap
     path = tmp_path / "out" / "layers.json"
     layers.main(["--configs", "tiny", "--repeats", "1", "--warmup", "0", "--json", str(path)])
     results = json.loads(path.read_text())
-    assert {"machine", "date", "torch", "git_commit", "settings", "rows", "step_gemm_gflops_per_s"} <= results.keys()
+    expected = {"machine", "date", "torch", "git_commit", "settings", "native_loop", "rows", "step_gemm_gflops_per_s"}
+    assert expected <= results.keys()
     assert results["step_gemm_gflops_per_s"]["tiny"] > 0
-    assert [row["impl"] for row in results["rows"]] == list(layers.IMPLS)
+    assert [row["impl"] for row in results["rows"]] == list(layers.impls_for(torch.device("cpu")))
     for row in results["rows"]:
         assert row["config"] == "tiny" and row["flops_per_token"] > 0
         for mode in ("train", "infer"):
             assert row[f"{mode}_tokens_per_s"] > 0 and row[f"{mode}_gflops_per_s"] > 0
             assert row[f"{mode}_eff_vs_lstm"] > 0 and row[f"{mode}_speedup_vs_naive"] > 0
+            assert row[f"{mode}_tokens_vs_lstm"] > 0
         assert "train_peak_mib" in row
     lstm = next(row for row in results["rows"] if row["impl"] == "nn.LSTM")
-    assert lstm["train_eff_vs_lstm"] == 1.0
+    assert lstm["train_eff_vs_lstm"] == 1.0 and lstm["infer_tokens_vs_lstm"] == 1.0
+    loop = results["native_loop"]
+    assert loop["fresh_build"] is False and loop["available"] == (loop["reason"] is None)
     table = capsys.readouterr().out
-    assert "fused" in table and "nn.LSTM" in table and "tiny: one step's" in table
+    assert "fused_python" in table and "nn.LSTM" in table and "x LSTM" in table and "tiny: one step's" in table
+    assert "fused path's C++ loop:" in table
+
+
+def test_fused_python_rows_run_the_python_loop(monkeypatch):
+    monkeypatch.delenv(native.ENV_SWITCH, raising=False)
+    monkeypatch.setitem(layers.CONFIGS, "tiny", layers.Config(4, 2, 3, 5, 2, 1))
+    seen = []
+    loops = autograd.PYTHON_LOOPS
+
+    def forward(*args, **kwargs):
+        seen.append(native.enabled())
+        return loops.forward(*args, **kwargs)
+
+    monkeypatch.setattr(autograd, "PYTHON_LOOPS", autograd.Loops(forward, loops.backward))
+    model = layers.build("fused_python", layers.CONFIGS["tiny"], torch.device("cpu"))
+    train, infer = layers.make_steps(model, torch.randn(4, 2, 3), None, "fused_python")
+    train()
+    infer()
+    assert seen == [False, False] and native.enabled()
+
+
+def test_configs_and_dtypes_cover_the_readme_and_the_gpu_check():
+    assert layers.CONFIGS["quickstart"] == layers.Config(64, 32, 64, 128, 16, 1)
+    assert {"float32", "bfloat16", "float16"} <= layers.DTYPES.keys()
+    assert "fused_python" not in layers.impls_for(torch.device("cuda"))
 
 
 def test_flops_per_token_counts_the_matrix_products():
@@ -34,3 +71,54 @@ def test_flops_per_token_counts_the_matrix_products():
     policy = 3 + 5 + 3 * 4 * 5
     expected = 2 * 4 * 5 * (3 + 5) + 2 * 4 * 2 * (3 + 5) + 2 * 4 * 2 * 2 + 2 * policy * 2
     assert layers.flops_per_token("fused", config) == expected
+
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+
+
+def test_gpu_check_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(GPU_CHECK)], check=True)
+
+
+def test_gpu_check_runs_its_phases_and_writes_the_summary_on_cpu(tmp_path):
+    """The script's plumbing with tiny settings on CPU (float16 is left out: nn.LSTM has no CPU kernel for it)."""
+    settings = {
+        "GPU_CHECK_DEVICE": "cpu",
+        "GPU_CHECK_TESTS": "tests/layers/test_fused_gates.py",
+        "GPU_CHECK_DTYPES": "float32 bfloat16",
+        "GPU_CHECK_CONFIGS": "quickstart",
+        "GPU_CHECK_REPEATS": "1",
+        "PYTHON": sys.executable,
+    }
+    result = subprocess.run(
+        ["bash", str(GPU_CHECK), str(tmp_path)],
+        cwd=GPU_CHECK.parents[1],
+        env={**os.environ, **settings},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert summary["device"] == "cpu"
+    assert summary["tests"]["exit_status"] == 0 and summary["tests"]["passed"] > 0
+    assert summary["tests"]["failures"] == summary["tests"]["errors"] == 0
+    for dtype in ("float32", "bfloat16"):
+        ratios = summary["benchmarks"][dtype]["quickstart"]
+        assert ratios["train"] > 0 and ratios["infer"] > 0
+        assert json.loads((tmp_path / f"layers_cpu_{dtype}.json").read_text())["settings"]["dtype"] == dtype
+    assert "== layer benchmark on cpu, bfloat16" in result.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_check_refuses_to_run_without_cuda(tmp_path):
+    result = subprocess.run(
+        ["bash", str(GPU_CHECK), str(tmp_path)],
+        cwd=GPU_CHECK.parents[1],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "no CUDA device" in result.stderr
+    assert not (tmp_path / "gpu_check.json").exists()

@@ -1,4 +1,8 @@
-"""The fused whole-sequence path equals the naive per-step path: values, states and every gradient."""
+"""The fused whole-sequence path equals the naive per-step path: values, states and every gradient.
+
+Every test runs with the fused path's loop over time in C++ and in Python, on per-step products on
+prepacked and on plain weights, on the device given by ``--device``.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,36 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from alstm_lightning import AdaptiveState, aLSTM, aRNN
-from alstm_lightning.layers import fused
-from alstm_lightning.layers.fused import _mm, _step_operand, run_chain_fused
+from alstm_lightning.layers.fused import PackingThresholds, native, run_chain_fused, use_packing_thresholds
 from alstm_lightning.layers.recurrence import ChainLayer, LayerState, run_chain_naive
 
 T, B, I, H, A, O = 6, 3, 5, 7, 4, 6
 
 
-@pytest.fixture(autouse=True, params=["prepacked", "plain"])
-def product_operands(request, monkeypatch) -> str:
-    """Run every test twice: per-step products on oneDNN-prepacked weights (on CPU, whatever the
-    size and from the first step on, so the small test models use them) and on the plain weights."""
-    prepacked = request.param == "prepacked"
-    monkeypatch.setattr(fused, "_PACK_MIN_STEPS", 1 if prepacked else 10**9)
-    monkeypatch.setattr(fused, "_PACK_MIN_FP32_SIZE", 0 if prepacked else 10**12)
+#: Per-step products on oneDNN-prepacked weights (on CPU, whatever the size and from the first step
+#: on, so the small test models use them), or on the plain weights
+OPERANDS = {
+    "prepacked": PackingThresholds(min_steps=1, min_fp32_size=0),
+    "plain": PackingThresholds(min_steps=10**9, min_fp32_size=10**12),
+}
+
+
+@pytest.fixture(autouse=True, params=list(OPERANDS))
+def product_operands(request) -> str:
+    """Run every test twice: on prepacked and on plain operands (see ``OPERANDS``)."""
+    with use_packing_thresholds(OPERANDS[request.param]):
+        yield request.param
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def loop(request, monkeypatch, device) -> str:
+    """Run every test with the loop over time in C++ (where it is built; CPU only) and in Python."""
+    if request.param == "python":
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+    elif device.type != "cpu":
+        pytest.skip("the C++ loop is CPU-only: the Python loop runs on other devices")
+    elif native.native_ops() is None:
+        pytest.skip(f"the C++ loop is unavailable: {native.LOADER.reason}")
     return request.param
 
 
@@ -42,7 +62,7 @@ def _run(model, impl: str, input, hx: AdaptiveState, seed: int = 3):
     torch.manual_seed(seed)  # same dropout masks on both paths
     result = model(input, hx, return_all=True)
     output = result.output.data if isinstance(result.output, PackedSequence) else result.output
-    weights = torch.linspace(-1.0, 1.0, output.numel()).view_as(output)
+    weights = torch.linspace(-1.0, 1.0, output.numel(), device=output.device).view_as(output)
     loss = (output * weights).sum()
     loss = loss + sum((t * t).sum() for field in result.state for t in field)
     loss = loss + sum((d.data if isinstance(d, PackedSequence) else d).sum() for d in result.outputs[:-1])
@@ -81,9 +101,9 @@ def test_fused_is_the_default():
 @pytest.mark.parametrize("policy_layout", ["paper", "reference"])
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("bias", [True, False])
-def test_fused_matches_naive(cls, policy_layout, num_layers, bias):
-    model = cls(I, H, A, output_size=O, num_layers=num_layers, bias=bias, policy_layout=policy_layout)
-    x = torch.randn(T, B, I)
+def test_fused_matches_naive(cls, policy_layout, num_layers, bias, device):
+    model = cls(I, H, A, output_size=O, num_layers=num_layers, bias=bias, policy_layout=policy_layout, device=device)
+    x = torch.randn(T, B, I, device=device)
     hx = _random_state(model, B)
     _assert_same(_run(model, "fused", x, hx), _run(model, "naive", x, hx))
 
@@ -93,7 +113,7 @@ def test_fused_matches_naive(cls, policy_layout, num_layers, bias):
 @pytest.mark.parametrize(
     "variant", ["bidirectional", "packed", "dropout", "batch_first", "bidirectional+packed+dropout"]
 )
-def test_fused_matches_naive_variants(cls, num_layers, variant):
+def test_fused_matches_naive_variants(cls, num_layers, variant, device):
     options = {
         "bidirectional": "bidirectional" in variant,
         "batch_first": variant == "batch_first",
@@ -101,28 +121,29 @@ def test_fused_matches_naive_variants(cls, num_layers, variant):
         "adapt_dropout": 0.2 if "dropout" in variant else 0.0,
         "policy_layout": "reference" if num_layers == 3 else "paper",
     }
-    model = cls(I, H, A, output_size=O, num_layers=num_layers, **options)
-    x = torch.randn(B, T, I) if options["batch_first"] else torch.randn(T, B, I)
+    model = cls(I, H, A, output_size=O, num_layers=num_layers, device=device, **options)
+    x = torch.randn(B, T, I, device=device) if options["batch_first"] else torch.randn(T, B, I, device=device)
     if "packed" in variant:
         x = pack_padded_sequence(x, torch.tensor([4, T, 2]), enforce_sorted=False)  # unsorted lengths
     hx = _random_state(model, B)
     _assert_same(_run(model, "fused", x, hx), _run(model, "naive", x, hx))
 
 
-def _chain(num_layers: int, third_input: bool):
+def _chain(num_layers: int, third_input: bool, device: torch.device):
     """A hand-built float64 chain of aLSTM layers with explicit dropout masks, and initial states."""
-    stack = aLSTM(I, H, A, num_layers=num_layers, output_size=O, dtype=torch.float64)
+    f64 = {"dtype": torch.float64, "device": device}
+    stack = aLSTM(I, H, A, num_layers=num_layers, output_size=O, **f64)
     layers, states = [], []
     for k in range(num_layers):
         cell = stack.alstm_layers[k]
         adapt = stack.adapt_layers[k]
         if num_layers == 1 and third_input:  # a lone layer reading an adaptation state from below
-            adapt = torch.nn.LSTMCell(I + O + A, A, dtype=torch.float64)
-        h_mask = (torch.rand(B, cell.hidden_size, dtype=torch.float64) > 0.3) / 0.7
-        a_mask = (torch.rand(B, A, dtype=torch.float64) > 0.3) / 0.7
+            adapt = torch.nn.LSTMCell(I + O + A, A, **f64)
+        h_mask = (torch.rand(B, cell.hidden_size, **f64) > 0.3) / 0.7
+        a_mask = (torch.rand(B, A, **f64) > 0.3) / 0.7
         layers.append(ChainLayer(adapt, stack.project_layers[k], cell, h_mask, a_mask))
         sizes = (cell.hidden_size, cell.hidden_size, A, A)
-        states.append(LayerState(*(torch.randn(B, n, dtype=torch.float64, requires_grad=True) for n in sizes)))
+        states.append(LayerState(*(torch.randn(B, n, **f64, requires_grad=True) for n in sizes)))
     return layers, states
 
 
@@ -130,12 +151,13 @@ def _chain(num_layers: int, third_input: bool):
     "num_layers,wrap,with_below",
     [(1, False, False), (1, True, False), (1, False, True), (2, True, False), (2, False, True)],
 )
-def test_chain_runners_agree(num_layers, wrap, with_below):
+def test_chain_runners_agree(num_layers, wrap, with_below, device):
     """Same masks, step mask, wrap or a given a_below, and gradients into every output kind."""
-    layers, states = _chain(num_layers, wrap or with_below)
-    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
-    a_below = torch.randn(T, B, A, dtype=torch.float64, requires_grad=True) if with_below else None
-    step_mask = torch.arange(T).unsqueeze(1) < torch.tensor([T, 3, 5])
+    layers, states = _chain(num_layers, wrap or with_below, device)
+    f64 = {"dtype": torch.float64, "device": device}
+    x = torch.randn(T, B, I, **f64, requires_grad=True)
+    a_below = torch.randn(T, B, A, **f64, requires_grad=True) if with_below else None
+    step_mask = torch.arange(T, device=device).unsqueeze(1) < torch.tensor([T, 3, 5], device=device)
     inputs = [x, *([a_below] if with_below else []), *(t for s in states for t in s)]
     params = [p for layer in layers for m in (layer.adapt, layer.project, layer.cell) for p in m.parameters()]
     results = {}
@@ -143,17 +165,17 @@ def test_chain_runners_agree(num_layers, wrap, with_below):
         result = runner(x, layers, states, wrap=wrap, a_below=a_below, step_mask=step_mask, return_adapt_seq=True)
         outputs = [*result.raw, *result.dropped, result.adapt_seq, *(t for s in result.states for t in s)]
         generator = torch.Generator().manual_seed(0)
-        loss = sum((o * torch.randn(o.shape, dtype=o.dtype, generator=generator)).sum() for o in outputs)
+        loss = sum((o * torch.randn(o.shape, dtype=o.dtype, generator=generator).to(device)).sum() for o in outputs)
         results[name] = (outputs, torch.autograd.grad(loss, inputs + params))
     torch.testing.assert_close(results["fused"], results["naive"])
 
 
 @pytest.mark.parametrize("cls,policy_layout", [(aLSTM, "paper"), (aLSTM, "reference"), (aRNN, "paper")])
-def test_gradcheck_through_the_fused_path(cls, policy_layout):
-    model = cls(3, 4, 2, num_layers=2, output_size=3, policy_layout=policy_layout, dtype=torch.float64)
+def test_gradcheck_through_the_fused_path(cls, policy_layout, device):
+    model = cls(3, 4, 2, num_layers=2, output_size=3, policy_layout=policy_layout, dtype=torch.float64, device=device)
     names = [name for name, _ in model.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
-    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 2, 3, dtype=torch.float64, device=device, requires_grad=True)
     hx = _random_state(model, 2).map(lambda t: t.requires_grad_())
     n_state = sum(len(field) for field in hx)
 
@@ -170,11 +192,11 @@ def test_gradcheck_through_the_fused_path(cls, policy_layout):
     assert torch.autograd.gradcheck(function, (x, *state_tensors, *params), fast_mode=True)
 
 
-def test_autocast_bfloat16_is_close_to_float32():
-    model = aLSTM(8, 16, 4, num_layers=2)
-    x = torch.randn(T, B, 8)
+def test_autocast_bfloat16_is_close_to_float32(device):
+    model = aLSTM(8, 16, 4, num_layers=2, device=device)
+    x = torch.randn(T, B, 8, device=device)
     reference = _run(model, "fused", x, model.init_hidden(B))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device.type, dtype=torch.bfloat16):
         low = _run(model, "fused", x, model.init_hidden(B))
     assert low["output"].dtype == torch.float32
     for name, grad in reference["params.grad"].items():
@@ -188,44 +210,13 @@ def test_autocast_bfloat16_is_close_to_float32():
 @pytest.mark.filterwarnings("error")  # e.g. torch's warning about resizing a wrongly sized `out=` tensor
 @pytest.mark.parametrize("output_size", [None, H - 2])
 @pytest.mark.parametrize("autocast", [False, True])
-def test_inference_equals_training_forward(output_size, autocast):
-    model = aLSTM(I, H, A, num_layers=2, output_size=output_size)
-    x = torch.randn(T, B, I)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+def test_inference_equals_training_forward(output_size, autocast, device):
+    model = aLSTM(I, H, A, num_layers=2, output_size=output_size, device=device)
+    x = torch.randn(T, B, I, device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
         output, state = model(x)
         with torch.no_grad():
             no_grad_output, no_grad_state = model(x)
     torch.testing.assert_close(no_grad_output, output)
     torch.testing.assert_close(tuple(no_grad_state), tuple(state))
     assert output.grad_fn is not None and no_grad_output.grad_fn is None
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_step_operand_prepacks_for_long_enough_sequences_only(dtype, monkeypatch):
-    monkeypatch.setattr(fused, "_PACK_MIN_STEPS", 4)
-    monkeypatch.setattr(fused, "_PACK_MIN_FP32_SIZE", 35)
-    b = torch.randn(7, 5).to(dtype)
-    a = torch.randn(3, 7).to(dtype)
-    assert _step_operand(b, rows=3, steps=3) is b  # too few steps: the weight itself, no copy
-    operand = _step_operand(b, rows=3, steps=4)
-    assert operand.is_mkldnn == torch.backends.mkldnn.is_available()
-    expected = (a.float() @ b.float()).to(dtype)
-    torch.testing.assert_close(_mm(a, operand), expected)
-    # into a wider `out=` tensor and with an added term, as the forward uses it
-    out = torch.empty(3, 5)
-    add = torch.randn(3, 5)
-    result = _mm(a, operand, out=out, add=add)
-    assert result is out
-    torch.testing.assert_close(out, expected.float() + add, atol=1e-2, rtol=1e-2)
-
-
-def test_step_operand_leaves_small_float32_float64_and_disabled_onednn_unpacked(monkeypatch):
-    monkeypatch.setattr(fused, "_PACK_MIN_STEPS", 1)
-    monkeypatch.setattr(fused, "_PACK_MIN_FP32_SIZE", 36)
-    small = torch.randn(7, 5)
-    assert _step_operand(small, rows=3, steps=100) is small
-    double = torch.randn(70, 50, dtype=torch.float64)
-    assert _step_operand(double, rows=3, steps=100) is double
-    large = torch.randn(7, 6)
-    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # the user's switch is respected
-    assert _step_operand(large, rows=3, steps=100) is large

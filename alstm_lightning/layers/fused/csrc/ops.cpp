@@ -1,0 +1,41 @@
+// The fused path's C++ ops, registered as torch.ops.alstm_fused (native.py loads them).
+
+#include <torch/library.h>
+
+#include "common.h"
+
+namespace alstm_fused {
+namespace {
+
+// the sizes of the layouts above, for the test that compares them with native.py's
+std::vector<int64_t> argument_layout() { return {kLayerFields, kSavedFields, kFwdStride, kBwdStride}; }
+
+// the float activations, for the tests of their accuracy
+Tensor activations(const Tensor& x) {
+  Tensor in = x.contiguous();
+  Tensor out = at::empty({2, in.numel()}, in.options());
+  const float* p = in.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  for (int64_t n = 0; n < in.numel(); ++n) {
+    o[n] = tanh_act(p[n]);
+    o[in.numel() + n] = sigmoid_act(p[n]);
+  }
+  return out;
+}
+
+
+}  // namespace
+}  // namespace alstm_fused
+
+TORCH_LIBRARY(alstm_fused, m) {
+  m.def(
+      "chain_forward(Tensor x, Tensor xa, Tensor? a_below, Tensor? step_mask, Tensor?[] tensors, int[] slices, "
+      "bool lstm, bool wrap, ScalarType mm_dtype) -> Tensor[]",
+      &alstm_fused::chain_forward);
+  m.def(
+      "chain_backward(Tensor x, Tensor? step_mask, Tensor?[] tensors, int[] slices, bool lstm, bool wrap, "
+      "Tensor? d_adapt_seq, Tensor? d_x, Tensor? d_a_below, ScalarType mm_dtype) -> ()",
+      &alstm_fused::chain_backward);
+  m.def("argument_layout() -> int[]", &alstm_fused::argument_layout);
+  m.def("activations(Tensor x) -> Tensor", &alstm_fused::activations);
+}

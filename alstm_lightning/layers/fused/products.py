@@ -1,0 +1,135 @@
+"""The fused path's matrix products: weights prepacked once per call for oneDNN, and products on them.
+
+The forward multiplies the same weights at every step by ``B``-row matrices. On CPU, a weight used
+for enough products is reordered once per call into oneDNN's blocked layout
+(:func:`step_operand`), which spares every product the packing of the weight; :func:`mm` runs a
+product on either kind of operand. When the reordering pays is set by :class:`PackingThresholds`,
+which :func:`use_packing_thresholds` changes for a block of code (tests use it to run every check
+on both kinds of operand; ``python -m benchmarks.layers`` measures what the defaults buy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class PackingThresholds:
+    """When :func:`step_operand` reorders a weight into oneDNN's blocked layout (CPU only).
+
+    Attributes:
+        min_steps: fewest products by one weight for which it is reordered (measured at ``ptb``:
+            the break-even lies between 8 and 16 steps).
+        min_fp32_size: fewest elements of a float32 weight for which it is reordered (below,
+            oneDNN's per-call overhead outweighs the gain); bfloat16 weights are reordered at
+            any size.
+    """
+
+    min_steps: int = 12
+    min_fp32_size: int = 2**19
+
+    def __post_init__(self) -> None:
+        for name in ("min_steps", "min_fp32_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"PackingThresholds: {name} must be a non-negative int, got {value!r}")
+
+
+_THRESHOLDS: ContextVar[PackingThresholds] = ContextVar("packing_thresholds", default=PackingThresholds())
+
+
+def packing_thresholds() -> PackingThresholds:
+    """The thresholds :func:`step_operand` applies now (the defaults unless changed by a ``with`` block)."""
+    return _THRESHOLDS.get()
+
+
+@contextmanager
+def use_packing_thresholds(thresholds: PackingThresholds) -> Iterator[PackingThresholds]:
+    """Apply ``thresholds`` inside a ``with`` block, restoring the previous ones after it.
+
+    Example:
+        >>> with use_packing_thresholds(PackingThresholds(min_steps=1, min_fp32_size=0)):
+        ...     ...  # every weight is prepacked, whatever its size and the sequence length
+    """
+    if not isinstance(thresholds, PackingThresholds):
+        raise TypeError(
+            f"use_packing_thresholds: thresholds must be a PackingThresholds, got {type(thresholds).__name__}"
+        )
+    token = _THRESHOLDS.set(thresholds)
+    try:
+        yield thresholds
+    finally:
+        _THRESHOLDS.reset(token)
+
+
+def mm(
+    a: Tensor, b: Tensor, out: Tensor | None = None, add: Tensor | None = None, dtype: torch.dtype | None = None
+) -> Tensor:
+    """``a @ b (+ add)`` with the product computed in ``b``'s dtype (the matmul dtype).
+
+    Args:
+        a: ``(m, k)``, cast to ``b``'s dtype if needed.
+        b: a ``(k, n)`` matrix or an operand made by :func:`step_operand`.
+        out: ``(m, n)``, where the result goes (whatever its dtype), or ``None``.
+        add: ``(m, n)`` or ``(n,)``, added to the product, or ``None``.
+        dtype: the dtype of a new result (default ``a``'s); ignored with ``out``.
+
+    Returns:
+        ``out``, or a new ``(m, n)`` tensor.
+    """
+    target = out.dtype if out is not None else (dtype or a.dtype)
+    if b.is_mkldnn:
+        product = torch.ops.mkldnn._linear_pointwise(a.to(b.dtype), b, None, "none", [], "")
+    elif a.dtype == b.dtype == target and (add is None or add.dtype == target):
+        return torch.mm(a, b, out=out) if add is None else torch.addmm(add, a, b, out=out)
+    else:
+        product = torch.mm(a.to(b.dtype), b)
+    if out is None:
+        out = product.to(target)
+    else:
+        out.copy_(product)
+    return out if add is None else out.add_(add)
+
+
+def step_operand(b: Tensor, rows: int, steps: int) -> Tensor:
+    """``b: (k, n)`` arranged for ``steps`` products ``(rows, k) @ b`` in a row, for :func:`mm`.
+
+    On CPU, a matrix used for at least ``min_steps`` products (:func:`packing_thresholds`) is
+    reordered once into oneDNN's blocked layout, which spares every product the packing of ``b``,
+    when that pays: in bfloat16 always (measured 1.1-1.4x faster per product), in float32 from
+    ``min_fp32_size`` elements on, unless ``torch.backends.mkldnn.enabled`` is off. Otherwise ``b``
+    is returned as is: a view, no copy (one-step generation pays nothing).
+    """
+    onednn = b.device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    thresholds = packing_thresholds()
+    if not onednn or steps < thresholds.min_steps:
+        return b
+    if b.dtype == torch.bfloat16:
+        pays = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    else:
+        pays = b.dtype == torch.float32 and b.numel() >= thresholds.min_fp32_size
+    return torch.ops.mkldnn._reorder_linear_weight(b.t(), rows) if pays else b
+
+
+def accumulate_mm(
+    acc: Tensor, a: Tensor, b: Tensor, mm_dtype: torch.dtype, scratch: tuple[Tensor, Tensor] | None
+) -> None:
+    """``acc += a @ b`` with the product computed in ``mm_dtype``.
+
+    When that is not ``acc``'s dtype, ``scratch`` holds two flat buffers, at least ``acc.numel()``
+    long, reused by every call: one in ``mm_dtype`` for the product, one in ``acc``'s dtype for its
+    conversion (a fresh tensor per call, as ``acc.add_(product)`` would make, measured about 4x
+    slower to fill, from the page faults of its first touch).
+    """
+    if mm_dtype == acc.dtype:
+        acc.addmm_(a.to(mm_dtype), b.to(mm_dtype))
+        return
+    product, converted = (buf[: acc.numel()].view_as(acc) for buf in scratch)
+    torch.mm(a.to(mm_dtype), b.to(mm_dtype), out=product)
+    acc.add_(converted.copy_(product))
