@@ -7,8 +7,8 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..checks import check_bool, check_fraction, check_non_negative_int, check_positive_int
-from .loading import SPLITS, seeded_generator, split_loader
+from ..checks import check_bool, check_fraction, check_non_negative_int
+from .loading import SPLITS, check_loader_settings, seeded_generator, split_loader
 
 #: Pixels per image (8 x 8), the sequence length.
 NUM_PIXELS = 64
@@ -127,9 +127,7 @@ class DigitsDataModule(LightningDataModule):
                 "DigitsDataModule: val_fraction + test_fraction must be below 1 to leave training images, "
                 f"got {val_fraction} + {test_fraction}"
             )
-        check_positive_int("DigitsDataModule", "batch_size", batch_size)
-        check_non_negative_int("DigitsDataModule", "seed", seed)
-        check_non_negative_int("DigitsDataModule", "num_workers", num_workers)
+        check_loader_settings("DigitsDataModule", batch_size, seed, num_workers)
         self.permuted = permuted
         self.permutation_seed = permutation_seed
         self.val_fraction = val_fraction

@@ -16,6 +16,8 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from ..checks import check_non_negative_int, check_positive_int
+
 #: Split names, in Lightning's spelling; split ``k`` of a synthetic problem draws its samples from ``(seed, k, i)``.
 SPLITS = ("train", "val", "test")
 
@@ -34,6 +36,13 @@ def derived_seed(*keys: int) -> int:
     """
     state = np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0]
     return int(state >> np.uint64(1))
+
+
+def check_loader_settings(owner: str, batch_size: object, seed: object, num_workers: object) -> None:
+    """The settings every sequence DataModule shares: a positive ``batch_size``, non-negative ``seed`` and ``num_workers``."""
+    check_positive_int(owner, "batch_size", batch_size)
+    check_non_negative_int(owner, "seed", seed)
+    check_non_negative_int(owner, "num_workers", num_workers)
 
 
 def seeded_generator(*keys: int) -> torch.Generator:

@@ -19,8 +19,8 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..checks import check_bool, check_non_negative_int, check_positive_int
-from .loading import IGNORE_INDEX, SPLITS, seeded_generator, split_loader
+from ..checks import check_bool, check_positive_int
+from .loading import IGNORE_INDEX, SPLITS, check_loader_settings, seeded_generator, split_loader
 
 Batch = tuple[Tensor, Tensor, Tensor]
 
@@ -238,9 +238,7 @@ class SyntheticDataModule(LightningDataModule):
         owner = type(self).__name__
         for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
             check_positive_int(owner, name, value)
-        check_positive_int(owner, "batch_size", batch_size)
-        check_non_negative_int(owner, "seed", seed)
-        check_non_negative_int(owner, "num_workers", num_workers)
+        check_loader_settings(owner, batch_size, seed, num_workers)
         self.num_train = num_train
         self.num_val = num_val
         self.num_test = num_test

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import warnings
 from functools import partial
+from pathlib import Path
 
 import torch
 from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
-from ..checks import check_bool, check_non_negative_int, check_positive_int
+from ..checks import check_bool, check_positive_int
 from .batching import BucketBatchSampler, EncodedTexts, pad_collate, pad_texts
-from .loading import EpochRandomSampler, ResumableDataLoader, trainer_batches_done
+from .loading import EpochRandomSampler, ResumableDataLoader, check_loader_settings, trainer_batches_done
 from .text_files import Example, near_duplicate_labels, rare_labels, read_examples
 from .tokenizers import TOKEN_PATTERN, TextEncoder, build_tokenizer
 from .vocab import Vocabulary
@@ -112,9 +113,7 @@ class TextClassificationDataModule(LightningDataModule):
         if max_length is not None:
             check_positive_int(owner, "max_length", max_length)
         check_positive_int(owner, "batches_per_bucket", batches_per_bucket)
-        check_positive_int(owner, "batch_size", batch_size)
-        check_non_negative_int(owner, "seed", seed)
-        check_non_negative_int(owner, "num_workers", num_workers)
+        check_loader_settings(owner, batch_size, seed, num_workers)
         self.train_path = train_path
         self.val_path = val_path
         self.test_path = test_path
@@ -142,6 +141,11 @@ class TextClassificationDataModule(LightningDataModule):
         """Read the training split and build the text encoder and the label ids, once."""
         if self._encoder is not None:
             return
+        if not Path(self.train_path).exists():  # the validation file is read later, at setup
+            raise FileNotFoundError(
+                "TextClassificationDataModule: train_path must be an existing file or folder of your labelled texts, "
+                f"got {self.train_path!r} (CLI: --data.init_args.train_path and --data.init_args.val_path)"
+            )
         self._train = read_examples(self.train_path, self.text_column, self.label_column)
         labels = [example.label for example in self._train]
         self._class_names = list(self.labels) if self.labels is not None else sorted(set(labels))

@@ -226,7 +226,10 @@ def load_init_weights(module: L.LightningModule, path: str, keys: Iterable[str])
     """
     owner = type(module).__name__
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{owner}: init_checkpoint must be an existing checkpoint file, got {path!r}")
+        raise FileNotFoundError(
+            f"{owner}: init_checkpoint must be an existing checkpoint file, got {path!r} (the checkpoint of the "
+            "run to start from: fit that run first, or pass its path)"
+        )
     checkpoint = read_checkpoint(owner, path)
     if "state_dict" not in checkpoint:
         raise ValueError(f"{owner}: init_checkpoint must be a Lightning checkpoint with a state_dict, got {path!r}")

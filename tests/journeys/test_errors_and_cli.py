@@ -66,6 +66,14 @@ def test_a_data_error_is_reported_as_raised_not_inside_a_link_message(tmp_path):
     assert "compute_fn" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_recipe_for_your_own_texts_says_which_files_it_needs(tmp_path):
+    result = cli(["fit", "--config", "text_classification", *QUICK], tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    (error,) = error_lines(result.stderr)
+    assert "train_path must be an existing file or folder of your labelled texts, got 'data/train.csv'" in error
+    assert "--data.init_args.train_path" in error
+
+
 def test_a_failed_download_names_the_url_the_file_and_what_to_do_offline(tmp_path):
     url = (tmp_path / "nowhere" / "input.txt").as_uri()
     result = cli(["fit", "--config", "shakespeare_char", "--data.init_args.url", url, *QUICK], tmp_path)
