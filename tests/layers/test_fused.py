@@ -21,8 +21,8 @@ T, B, I, H, A, O = 6, 3, 5, 7, 4, 6
 #: Per-step products on oneDNN-prepacked weights (on CPU, whatever the size and from the first step
 #: on, so the small test models use them), or on the plain weights
 OPERANDS = {
-    "prepacked": PackingThresholds(min_steps=1, min_fp32_size=0),
-    "plain": PackingThresholds(min_steps=10**9, min_fp32_size=10**12),
+    "prepacked": PackingThresholds(min_steps=1, min_fp32_size=0, min_bf16_autocast_size=0),
+    "plain": PackingThresholds(min_steps=10**9, min_fp32_size=10**12, min_bf16_autocast_size=0),
 }
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from alstm_lightning import aLSTM
-from alstm_lightning.layers.fused import autograd, native
+from alstm_lightning.layers.fused import PackingThresholds, autograd, native, use_packing_thresholds
 from alstm_lightning.layers.fused.backward import WeightGrads
 from alstm_lightning.layers.fused.chain import LayerTensors, Weights
 from alstm_lightning.layers.fused.forward import ForwardOperands, SavedLayer
@@ -74,10 +74,11 @@ def test_calls_the_native_loop_does_not_cover_run_the_python_loop(case, built, l
     model = aLSTM(I, H, A, num_layers=2).to(dtype)
     x = torch.randn(T, B, I, dtype=dtype)
     autocast = {} if autocast_dtype is None else {"dtype": autocast_dtype}
-    result = _train_step(model, x, **autocast)
-    assert loops_run == ["python"]
-    monkeypatch.setenv(native.ENV_SWITCH, "0")
-    torch.testing.assert_close(result, _train_step(model, x, **autocast), rtol=0, atol=0)
+    with use_packing_thresholds(PackingThresholds(min_bf16_autocast_size=0)):  # bfloat16 products, small as it is
+        result = _train_step(model, x, **autocast)
+        assert loops_run == ["python"]
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+        torch.testing.assert_close(result, _train_step(model, x, **autocast), rtol=0, atol=0)
 
 
 def test_rows_split_across_threads_give_the_python_loop_results(built, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alstm_lightning.layers.fused import PackingThresholds, packing_thresholds, use_packing_thresholds
-from alstm_lightning.layers.fused.products import mm, step_operand
+from alstm_lightning.layers.fused.products import mm, product_dtype, step_operand
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -52,12 +52,16 @@ def test_use_packing_thresholds_applies_inside_the_block_only():
     with use_packing_thresholds(inner) as applied:
         assert applied is inner and packing_thresholds() is inner
     assert packing_thresholds() is outer
-    assert PackingThresholds() == PackingThresholds(min_steps=12, min_fp32_size=2**19)
+    assert PackingThresholds() == PackingThresholds(min_steps=12, min_fp32_size=2**19, min_bf16_autocast_size=2**17)
 
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"min_steps": -1}, "min_steps must be a non-negative int"), ({"min_fp32_size": 1.5}, "min_fp32_size")],
+    [
+        ({"min_steps": -1}, "min_steps must be a non-negative int"),
+        ({"min_fp32_size": 1.5}, "min_fp32_size"),
+        ({"min_bf16_autocast_size": True}, "min_bf16_autocast_size"),
+    ],
 )
 def test_packing_thresholds_reject_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -65,3 +69,26 @@ def test_packing_thresholds_reject_bad_values(kwargs, match):
     with pytest.raises(TypeError, match="thresholds must be a PackingThresholds"):
         with use_packing_thresholds({"min_steps": 1}):
             pass
+
+
+def test_product_dtype_keeps_the_parameters_dtype_outside_autocast_and_for_small_cpu_bfloat16_chains():
+    with use_packing_thresholds(PackingThresholds(min_bf16_autocast_size=100)):
+        assert product_dtype("cpu", torch.float32, largest_weight=10**6) == torch.float32  # no autocast
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert product_dtype("cpu", torch.float32, largest_weight=99) == torch.float32
+            assert product_dtype("cpu", torch.float64, largest_weight=99) == torch.float64
+            assert product_dtype("cpu", torch.float32, largest_weight=100) == torch.bfloat16
+        with torch.autocast("cpu", dtype=torch.float16):  # the size rule is bfloat16's only
+            assert product_dtype("cpu", torch.float32, largest_weight=99) == torch.float16
+
+
+def test_small_models_under_cpu_bfloat16_autocast_give_float32_results():
+    """Below the size, bfloat16 autocast changes nothing in the fused path's results (float32 products)."""
+    from alstm_lightning import aLSTM
+
+    model = aLSTM(5, 7, 4, num_layers=2)
+    x = torch.randn(6, 3, 5)
+    expected, _ = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, _ = model(x)
+    torch.testing.assert_close(output, expected, rtol=0, atol=0)

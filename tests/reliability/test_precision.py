@@ -9,6 +9,7 @@ from lightning import Callback, Trainer, seed_everything
 
 from alstm_lightning import AddingDataModule, SequenceClassificationTask
 from alstm_lightning.layers import stack
+from alstm_lightning.layers.fused import PackingThresholds, use_packing_thresholds
 
 STEPS = 12
 
@@ -52,7 +53,8 @@ def test_bf16_mixed_uses_the_fused_path_and_tracks_fp32(monkeypatch):
 
     for name, runner in stack.CHAIN_RUNNERS.items():
         monkeypatch.setitem(stack.CHAIN_RUNNERS, name, spy(runner))
-    bf16 = fit_losses("bf16-mixed")
+    with use_packing_thresholds(PackingThresholds(min_bf16_autocast_size=0)):  # bf16 products at this small size
+        bf16 = fit_losses("bf16-mixed")
     assert calls and set(calls) == {("run_chain_fused", torch.bfloat16)}
 
     calls.clear()

@@ -23,7 +23,8 @@ through time instead of some forty nodes per layer and step. One module per idea
 build the extension). Tests hold the two loops equal, as they hold both equal to the naive path.
 
 Mixed precision: under ``torch.autocast`` every matrix product runs in the autocast dtype (bf16 on
-CPU; bf16 or fp16 on CUDA) while the gate math, the states and the gradient accumulators stay in the
+CPU; bf16 or fp16 on CUDA; on CPU, small chains keep float32 products, which are faster there: see
+:func:`~alstm_lightning.layers.fused.products.product_dtype`) while the gate math, the states and the gradient accumulators stay in the
 parameters' dtype. The products' operands and results are kept in the autocast dtype (a product's
 result is exact there, and its operands are rounded to it anyway), so they are cast once and
 stored at half the size; the backward reads the saved ``h`` and ``x`` rounded to it too. The casts

@@ -14,6 +14,7 @@ from ..recurrence import ChainLayer, ChainResult, LayerState
 from . import backward, forward, native
 from .backward import ChainGrads
 from .chain import ChainSpec, chain_spec, layer_tensors, unflatten
+from .products import product_dtype
 
 
 class Loops(NamedTuple):
@@ -150,13 +151,13 @@ def _run(
 ) -> ChainResult:
     device_type = x.device.type
     dtype = layers[0].cell.weight_ih.dtype
-    autocast = torch.is_autocast_enabled(device_type)
+    largest_weight = max(max(layer.cell.weight_ih.numel(), layer.cell.weight_hh.numel()) for layer in layers)
     spec = chain_spec(
         layers,
         wrap=wrap,
         has_a_below=a_below is not None,
         return_adapt_seq=return_adapt_seq,
-        mm_dtype=torch.get_autocast_dtype(device_type) if autocast else dtype,
+        mm_dtype=product_dtype(device_type, dtype, largest_weight),
     )
     flat = [t for layer, state in zip(layers, states) for t in layer_tensors(layer, state, dtype)]
     x = x.to(dtype).contiguous()

@@ -29,7 +29,7 @@ class ChainSpec(NamedTuple):
     lstm: bool  # aLSTM (gates i, f, g, o and a cell state) or aRNN (one tanh block)
     wrap: bool
     return_adapt_seq: bool
-    mm_dtype: torch.dtype  # the dtype of every matrix product (the autocast dtype under autocast)
+    mm_dtype: torch.dtype  # the dtype of every matrix product (see products.product_dtype)
 
 
 class LayerTensors(NamedTuple):

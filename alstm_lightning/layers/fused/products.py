@@ -21,7 +21,8 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class PackingThresholds:
-    """When :func:`step_operand` reorders a weight into oneDNN's blocked layout (CPU only).
+    """When the fused path's products change form on CPU: weights reordered into oneDNN's blocked
+    layout (:func:`step_operand`), and bfloat16 products under autocast (:func:`product_dtype`).
 
     Attributes:
         min_steps: fewest products by one weight for which it is reordered (measured at ``ptb``:
@@ -29,13 +30,19 @@ class PackingThresholds:
         min_fp32_size: fewest elements of a float32 weight for which it is reordered (below,
             oneDNN's per-call overhead outweighs the gain); bfloat16 weights are reordered at
             any size.
+        min_bf16_autocast_size: fewest elements of a chain's largest weight for which bfloat16
+            autocast computes the products in bfloat16; below, they run in the parameters' dtype,
+            where casting every operand costs more than the bfloat16 kernels save (measured with
+            ``python -m benchmarks.layers --dtype bfloat16``: at hidden 128, bfloat16 products made
+            a training step slower than float32; at hidden 256 and 1150, faster).
     """
 
     min_steps: int = 12
     min_fp32_size: int = 2**19
+    min_bf16_autocast_size: int = 2**17
 
     def __post_init__(self) -> None:
-        for name in ("min_steps", "min_fp32_size"):
+        for name in ("min_steps", "min_fp32_size", "min_bf16_autocast_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"PackingThresholds: {name} must be a non-negative int, got {value!r}")
@@ -66,6 +73,21 @@ def use_packing_thresholds(thresholds: PackingThresholds) -> Iterator[PackingThr
         yield thresholds
     finally:
         _THRESHOLDS.reset(token)
+
+
+def product_dtype(device_type: str, dtype: torch.dtype, largest_weight: int) -> torch.dtype:
+    """The dtype of a chain's matrix products for parameters of ``dtype`` on ``device_type``.
+
+    Outside autocast, ``dtype``. Under autocast, the autocast dtype, except bfloat16 on CPU for
+    a chain whose largest weight has fewer than ``min_bf16_autocast_size`` elements
+    (:func:`packing_thresholds`): there the products stay in ``dtype``, which is faster and exact
+    to the parameters, so bfloat16 autocast is never slower than float32.
+    """
+    if not torch.is_autocast_enabled(device_type):
+        return dtype
+    autocast_dtype = torch.get_autocast_dtype(device_type)
+    small = largest_weight < packing_thresholds().min_bf16_autocast_size
+    return dtype if device_type == "cpu" and autocast_dtype == torch.bfloat16 and small else autocast_dtype
 
 
 def mm(
