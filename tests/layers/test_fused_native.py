@@ -60,6 +60,28 @@ def test_the_native_loop_runs_by_default_on_cpu_and_the_switch_forces_python(bui
     torch.testing.assert_close(native_result, python_result)
 
 
+@pytest.mark.parametrize("sizes", [(1, H, A), (I, 1, A), (I, H, 1), (1, 1, 1)], ids=["I=1", "H=1", "A=1", "all 1"])
+def test_size_one_dimensions_give_the_python_loop_results(sizes, built, loops_run, monkeypatch):
+    """A weight with a dimension of 1 has strides that read as both row- and column-major; BLAS must
+    get the layout it was admitted in (an input size of 1 once gave MKL errors and wrong gradients)."""
+    input_size, hidden_size, adapt_size = sizes
+    model = aLSTM(input_size, hidden_size, adapt_size, num_layers=2)
+    x = torch.randn(T, B, input_size)
+    weights = torch.randn(T, B, hidden_size)
+
+    def run() -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        output, _ = model(x)
+        (output * weights).sum().backward()
+        return [output.detach(), *(p.grad for p in model.parameters())]
+
+    native_result = run()
+    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    python_result = run()
+    assert loops_run == ["native", "python"]
+    torch.testing.assert_close(native_result, python_result)
+
+
 #: calls the C++ loop does not cover: (parameter dtype, autocast dtype or None)
 UNCOVERED = {
     "bfloat16 parameters": (torch.bfloat16, None),

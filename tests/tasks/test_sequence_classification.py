@@ -332,5 +332,5 @@ def test_sequential_digits_beats_the_majority_class_by_a_wide_margin():
     val_targets = data.datasets["val"].tensors[2]
     majority = val_targets.bincount().max().item() / len(val_targets)
     accuracy = fit.callback_metrics["val/acc"].item()
-    # measured: 0.44 to 0.50 (thread-count dependent), majority 0.10
+    # measured: 0.40 to 0.50 (thread-count dependent), majority 0.10
     assert accuracy > 3 * majority, (accuracy, majority)

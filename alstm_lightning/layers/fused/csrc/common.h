@@ -284,7 +284,8 @@ struct Operand {
   Tensor tensor;
   const M* data = nullptr;
   int64_t rows = 0, cols = 0, row_stride = 0, col_stride = 0;
-  bool blas = false;  // multiplied by BLAS directly, else through torch
+  bool blas = false;       // multiplied by BLAS directly, else through torch
+  bool row_major = false;  // the layout BLAS reads it in (a size-1 dimension may satisfy both tests)
 };
 
 template <typename M>
@@ -301,6 +302,7 @@ Operand<M> operand(const Tensor& t) {
   const int64_t limit = std::numeric_limits<int>::max();
   op.blas = (row_major || col_major) && op.rows < limit && op.cols < limit && op.row_stride < limit &&
             op.col_stride < limit;
+  op.row_major = row_major;
   op.data = op.blas ? t.data_ptr<M>() : nullptr;
   return op;
 }
@@ -314,9 +316,8 @@ void product(M* out, const M* a, int64_t m, const Operand<M>& b, const at::Tenso
     if (b.blas) {
       // row-major out = a @ b is column-major out^T = b^T a^T
       const int M_ = static_cast<int>(m), N = static_cast<int>(b.cols), K = static_cast<int>(b.rows);
-      const bool b_row_major = b.col_stride == 1;
-      const char tb = b_row_major ? 'N' : 'T';
-      const int ldb = static_cast<int>(b_row_major ? b.row_stride : b.col_stride);
+      const char tb = b.row_major ? 'N' : 'T';
+      const int ldb = static_cast<int>(b.row_major ? b.row_stride : b.col_stride);
       const M one = 1, zero = 0;
       if (M_ == 0 || N == 0) return;
       blas_gemm(&tb, "N", &N, &M_, &K, &one, b.data, &ldb, a, &K, &zero, out, &N);
