@@ -249,13 +249,17 @@ def make_data(setting: Setting, seed: int) -> L.LightningDataModule:
 
 
 def task_config(regime: Regime, vocab_size: int, encoder: str) -> dict:
-    """The ``LanguageModelingTask`` arguments of a regime's model, but ``hidden_size`` and ``lr``."""
+    """The ``LanguageModelingTask`` arguments of a regime's model, but ``hidden_size`` and ``lr``.
+
+    ``adapt_size`` goes to the adaptive encoders only (an LSTM has no adaptation model).
+    """
+    adaptation = {"adapt_size": regime.adapt_size} if encoder != "lstm" else {}
     return dict(
         vocab_size=vocab_size,
         level=regime.level,
         encoder=encoder,
         embedding_size=regime.embedding_size,
-        adapt_size=regime.adapt_size,
+        **adaptation,
         num_layers=regime.num_layers,
         tie_weights=regime.tie_weights,
         embedding_dropout=regime.embedding_dropout,

@@ -11,15 +11,27 @@ from pathlib import Path
 import torch
 
 
-def git_commit() -> str:
-    """The repository's ``HEAD`` commit, or ``"unknown"`` outside a git checkout."""
+def _git(*args: str) -> str | None:
+    """The output of ``git args`` in the repository, or ``None`` where git or the checkout is missing."""
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True
-        )
+        result = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True)
     except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+#: The tracked files whose changes change the numbers (results files and prose do not).
+CODE_PATHS = ("alstm_lightning", "benchmarks/*.py", "pyproject.toml")
+
+
+def git_commit() -> str:
+    """The repository's ``HEAD`` commit, with ``"+uncommitted"`` appended when tracked code differs
+    from it (the numbers then come from code no commit holds), or ``"unknown"`` outside a checkout."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
         return "unknown"
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+    return commit + ("+uncommitted" if changed else "")
 
 
 def machine_info(device: torch.device | None = None) -> dict:

@@ -122,3 +122,24 @@ def test_gpu_check_refuses_to_run_without_cuda(tmp_path):
     )
     assert result.returncode == 2 and "no CUDA device" in result.stderr
     assert not (tmp_path / "gpu_check.json").exists()
+
+
+@pytest.mark.parametrize(
+    "head,status,expected",
+    [("abc123", "", "abc123"), ("abc123", " M alstm_lightning/cli.py", "abc123+uncommitted"), (None, None, "unknown")],
+)
+def test_git_commit_says_when_the_numbers_come_from_uncommitted_code(head, status, expected, monkeypatch):
+    from benchmarks import provenance
+
+    answers = {"rev-parse": head, "status": status}
+    monkeypatch.setattr(provenance, "_git", lambda command, *args: answers[command])
+    assert provenance.git_commit() == expected
+
+
+def test_git_commit_of_this_checkout_names_its_head():
+    from benchmarks import provenance
+
+    head = provenance._git("rev-parse", "HEAD")
+    if head is None:
+        pytest.skip("not a git checkout (or git is missing)")
+    assert provenance.git_commit().split("+")[0] == head
