@@ -41,18 +41,14 @@ The default command, from the repository root::
     python -m benchmarks.convergence --out benchmarks/results
 
 runs, per regime, 6 tuning runs of 300 steps and 6 seeded runs of 1200 steps (3 seeds x 2 models).
-Its duration is an estimate, not a measurement: about 38 minutes for the word regime and 18 for
-the char regime, 56 in all, on the project's 2-core CPU machine when idle. The basis, measured
-there with torch's 2 threads while other jobs shared it (so the fastest of repeated timings):
-training steps, word 0.20 s (aLSTM) and 0.18 s (LSTM), char 0.14 s and 0.08 s; one validation, word
-3.7 s and 3.1 s, char 1.5 s and 0.5 s; one word test pass, 33 s for the LSTM and, scaled from its
-validation, about 42 s for the aLSTM; plus 2 s per fit. Under load it is far slower, and unevenly:
-at a load average near 3, a word step took 1.0-1.3 s for the aLSTM, whose many small kernels per
-time step wait on each other's threads, against 0.16-0.24 s for the LSTM (with ``--threads 1``:
-0.34-0.69 s and 0.29-0.45 s), and a shortened word run (``--steps 200 --tune-steps 100 --seeds 0
---lr-grid 3e-3``) took 992 s, 4.6 times its estimate. Training seconds compare fairly only on an
-idle machine: the JSON records the load averages. The quick mode, tiny models for a few steps,
-checks the plumbing in seconds::
+It took 51 minutes on the project's 2-core CPU machine when idle (2026-12-01: word 33.7, char 17.4;
+each JSON records its ``wall_seconds``). Under load it is far slower, and unevenly: at a load
+average near 3, a word step took 1.0-1.3 s for the aLSTM, whose many small kernels per time step
+wait on each other's threads, against 0.16-0.24 s for the LSTM (with ``--threads 1``: 0.34-0.69 s
+and 0.29-0.45 s), and a shortened word run (``--steps 200 --tune-steps 100 --seeds 0 --lr-grid
+3e-3``) took 992 s, 4.6 times what its idle step times predict. Training seconds compare fairly
+only on an idle machine: the JSON records the load averages. The quick mode, tiny models for a few
+steps, checks the plumbing in seconds::
 
     python -m benchmarks.convergence --quick --word-corpus DIR --char-file FILE --out /tmp/convergence
 """
@@ -251,9 +247,10 @@ def make_data(setting: Setting, seed: int) -> L.LightningDataModule:
 def task_config(regime: Regime, vocab_size: int, encoder: str) -> dict:
     """The ``LanguageModelingTask`` arguments of a regime's model, but ``hidden_size`` and ``lr``.
 
-    ``adapt_size`` goes to the adaptive encoders only (an LSTM has no adaptation model).
+    ``adapt_size`` and ``adapt_dropout`` go to the adaptive encoders only (an LSTM has no
+    adaptation model).
     """
-    adaptation = {"adapt_size": regime.adapt_size} if encoder != "lstm" else {}
+    adaptation = {"adapt_size": regime.adapt_size, "adapt_dropout": regime.adapt_dropout} if encoder != "lstm" else {}
     return dict(
         vocab_size=vocab_size,
         level=regime.level,
@@ -265,7 +262,6 @@ def task_config(regime: Regime, vocab_size: int, encoder: str) -> dict:
         embedding_dropout=regime.embedding_dropout,
         input_dropout=regime.input_dropout,
         dropout=regime.dropout,
-        adapt_dropout=regime.adapt_dropout,
         output_dropout=regime.output_dropout,
         bptt=regime.bptt,
         betas=(0.0, 0.999),

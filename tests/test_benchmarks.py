@@ -143,3 +143,19 @@ def test_git_commit_of_this_checkout_names_its_head():
     if head is None:
         pytest.skip("not a git checkout (or git is missing)")
     assert provenance.git_commit().split("+")[0] == head
+
+
+def test_autocast_benchmark_compares_float32_and_bfloat16_side_by_side(tmp_path, monkeypatch, capsys):
+    from benchmarks import autocast
+
+    monkeypatch.setitem(layers.CONFIGS, "tiny", layers.Config(4, 2, 3, 5, 2, 2))
+    path = tmp_path / "autocast.json"
+    autocast.main(["--configs", "tiny", "--repeats", "1", "--warmup", "0", "--json", str(path)])
+    results = json.loads(path.read_text())
+    assert {"machine", "date", "torch", "git_commit", "settings", "rows"} <= results.keys()
+    (row,) = results["rows"]
+    assert row["config"] == "tiny" and row["dtype"] == "bfloat16"
+    for mode in ("train", "infer"):
+        fp32, low = row[f"{mode}_ms_float32"], row[f"{mode}_ms_autocast"]
+        assert fp32 > 0 and low > 0 and row[f"{mode}_autocast_over_float32"] == pytest.approx(low / fp32)
+    assert "train ms bfloat16" in capsys.readouterr().out
