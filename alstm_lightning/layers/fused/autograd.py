@@ -109,18 +109,6 @@ def run_chain_fused(
     dropout masks are constants (no gradient flows to them). The loop over time runs in C++ where
     the extension is available and covers the call (see :mod:`~alstm_lightning.layers.fused.native`;
     ``ALSTM_NATIVE=0`` forces the Python loop), else in Python; the results are the same.
-
-    Args:
-        x: the first layer's input, ``(T, B, I)``.
-        layers: the chain's layers, bottom to top.
-        states: their initial states.
-        wrap: feed the top layer's previous adaptation state to the first layer.
-        a_below: a ``(T, B, A)`` sequence fed to the first layer instead (used when ``wrap`` is off).
-        step_mask: ``(T, B)`` bool, false on padded steps (packed input), or ``None``.
-        return_adapt_seq: also return the last layer's adaptation states.
-
-    Returns:
-        A :class:`~alstm_lightning.layers.recurrence.ChainResult`.
     """
     return _run(x, layers, states, wrap, a_below, step_mask, return_adapt_seq, use_native=True)
 
