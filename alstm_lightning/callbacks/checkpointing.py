@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import random
 import re
 import signal
 import tempfile
@@ -30,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from ..tasks.checkpoints import read_checkpoint
+from ..tasks.checkpoints import random_state, read_checkpoint, set_random_state
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +110,6 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def _random_state() -> tuple[Any, ...]:
-    return random.getstate(), np.random.get_state(), torch.get_rng_state()
-
-
-def _set_random_state(state: tuple[Any, ...]) -> None:
-    python, numpy_state, torch_state = state
-    random.setstate(python)
-    np.random.set_state(numpy_state)
-    torch.set_rng_state(torch_state)
-
-
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint``, with ``last.ckpt`` at every trigger and names that say what a file is.
 
@@ -144,7 +131,7 @@ class RunCheckpoint(ModelCheckpoint):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._step_start: tuple[int, tuple[Any, ...]] | None = None
+        self._step_start: tuple[int, dict[str, Any]] | None = None
         self._last_saved_step: int | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -180,7 +167,7 @@ class RunCheckpoint(ModelCheckpoint):
     # ------------------------------------------------------------------ interrupts and crashes
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         """Note where the step starts: the optimizer's step count and the random generators."""
-        self._step_start = (trainer.global_step, _random_state())
+        self._step_start = (trainer.global_step, random_state())
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         """Write ``interrupted-*`` or ``crashed-*`` (and ``last.ckpt``) as of the start of the unfinished step."""
@@ -195,9 +182,9 @@ class RunCheckpoint(ModelCheckpoint):
             return
         progress = trainer.fit_loop.epoch_loop.batch_progress.current
         if progress.started > progress.processed and self._step_start is not None:
-            step, random_state = self._step_start
+            step, state = self._step_start
             if step == trainer.global_step:
-                _set_random_state(random_state)  # the step's dropout masks are drawn again when it reruns
+                set_random_state(state)  # the step's dropout masks are drawn again when it reruns
             else:
                 warnings.warn(
                     f"{type(self).__name__}: {type(exception).__name__} came after the optimizer step of a batch "

@@ -148,28 +148,39 @@ def check_same_data(owner: str, what: str, saved: Any, current: Any, difference:
     )
 
 
-def save_random_state(checkpoint: dict[str, Any]) -> None:
-    """Store the Python, NumPy and torch (CPU, and CUDA when present) generator states in ``checkpoint``."""
-    # NumPy's key array travels as a tensor: Lightning loads checkpoints with torch.load(weights_only=True)
+def random_state() -> dict[str, Any]:
+    """The Python, NumPy and torch (CPU, and CUDA when present) generator states, as plain data.
+
+    NumPy's key array travels as a tensor, so the state can be saved in a checkpoint that Lightning
+    loads with ``torch.load(weights_only=True)``.
+    """
     name, keys, position, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian)
     state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
-    checkpoint[RANDOM_STATE_KEY] = state
+    return state
 
 
-def load_random_state(checkpoint: Mapping[str, Any]) -> None:
-    """Put back the generator states :func:`save_random_state` stored; a checkpoint without them changes nothing."""
-    if RANDOM_STATE_KEY not in checkpoint:
-        return
-    state = checkpoint[RANDOM_STATE_KEY]
+def set_random_state(state: Mapping[str, Any]) -> None:
+    """Put back generator states that :func:`random_state` returned."""
     random.setstate(state["python"])
     name, keys, position, has_gauss, cached_gaussian = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_random_state(checkpoint: dict[str, Any]) -> None:
+    """Store the generators' states (:func:`random_state`) in ``checkpoint``."""
+    checkpoint[RANDOM_STATE_KEY] = random_state()
+
+
+def load_random_state(checkpoint: Mapping[str, Any]) -> None:
+    """Put back the generator states :func:`save_random_state` stored; a checkpoint without them changes nothing."""
+    if RANDOM_STATE_KEY in checkpoint:
+        set_random_state(checkpoint[RANDOM_STATE_KEY])
 
 
 def restore_checkpoint(module: L.LightningModule, checkpoint: Mapping[str, Any], keys: Iterable[str]) -> None:
