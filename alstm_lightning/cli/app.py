@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 from datetime import timedelta
@@ -19,7 +18,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from ..callbacks.checkpointing import AtomicCheckpointIO, Preemption, RunCheckpoint
 from ..callbacks.predictions import PredictionWriter
 from ..tasks.checkpoints import read_checkpoint
-from .links import LINKED_DATA_ATTRIBUTES, LinkedArgumentsInstantiator, accepted_arguments, linked_value
+from .links import LINKED_DATA_ATTRIBUTES, LinkedArgumentsInstantiator, accepted_arguments, import_class, linked_value
 from .runs import new_run_directory, run_directory_of
 
 #: The root of the run directories unless ``--trainer.default_root_dir`` says otherwise.
@@ -145,7 +144,7 @@ class AlstmCLI(LightningCLI):
             super()._parse_ckpt_path()
             return
         hparams.pop("_instantiator", None)
-        unknown = sorted(set(hparams) - accepted_arguments(_import(model.class_path)))
+        unknown = sorted(set(hparams) - accepted_arguments(import_class(model.class_path)))
         if unknown:
             raise ValueError(
                 f"AlstmCLI: --ckpt_path must be a checkpoint of the config's model {model.class_path.rsplit('.', 1)[-1]}, "
@@ -214,8 +213,7 @@ def _logger_configs(logger: Any) -> list[Any]:
 
 def _place_logger(logger: Any, root: Path, experiment: str, directory: Path) -> None:
     """Point a logger config at the run directory, unless its own settings already say where."""
-    module, _, name = logger.class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
+    cls = import_class(logger.class_path)
     args = logger.init_args
     if issubclass(cls, WandbLogger):
         if args.get("save_dir") in (None, ".", DEFAULT_ROOT):
@@ -237,7 +235,7 @@ def _check_task_class(model_config: Any, checkpoint: dict[str, Any], path: str) 
     if saved is None or wanted is None or saved == wanted:
         return
     try:
-        saved_class, wanted_class = (_import(path_) for path_ in (saved, wanted))
+        saved_class, wanted_class = (import_class(path_) for path_ in (saved, wanted))
     except (ImportError, AttributeError):
         return
     if not (issubclass(saved_class, wanted_class) or issubclass(wanted_class, saved_class)):
@@ -246,11 +244,6 @@ def _check_task_class(model_config: Any, checkpoint: dict[str, Any], path: str) 
             f"{saved_class.__name__} checkpoint ({path}); use the config it was trained with (its run directory "
             "holds it as config.yaml)"
         )
-
-
-def _import(class_path: str) -> type:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def _check_writable(name: str, directory: str | Path) -> None:

@@ -16,7 +16,6 @@ every error.
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import re
 import traceback
@@ -114,10 +113,9 @@ def argument_error_message(message: str, known_keys: list[str]) -> str:
 
 def _class_arguments(class_path: str) -> set[str]:
     """The arguments the class at ``class_path`` accepts, or none when it cannot be imported."""
-    from .links import accepted_arguments
+    from .links import accepted_arguments, import_class
 
-    module, _, name = class_path.rpartition(".")
     try:
-        return accepted_arguments(getattr(importlib.import_module(module), name))
+        return accepted_arguments(import_class(class_path))
     except (ImportError, AttributeError, ValueError, TypeError):
         return set()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-
 import torch
 
 from ..tasks.checkpoints import read_checkpoint
 from ..tasks.language_modeling import LanguageModelingTask
+from .links import import_class
 
 
 def generate_parser() -> argparse.ArgumentParser:
@@ -53,8 +52,7 @@ def _task_class(checkpoint: dict, path: str) -> type[LanguageModelingTask]:
     class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
     task_class = LanguageModelingTask
     if class_path is not None:
-        module, _, name = class_path.rpartition(".")
-        task_class = getattr(importlib.import_module(module), name)
+        task_class = import_class(class_path)
     if not (isinstance(task_class, type) and issubclass(task_class, LanguageModelingTask)):
         raise ValueError(f"generate: --ckpt_path must be a LanguageModelingTask checkpoint, got a {class_path} one ({path})")
     return task_class

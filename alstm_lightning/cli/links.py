@@ -1,7 +1,9 @@
-"""What reaches a task from its DataModule: the linked attributes, and the arguments a task class accepts."""
+"""What reaches a task from its DataModule: the linked attributes, the class a ``class_path`` names,
+and the arguments a class accepts."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
@@ -28,6 +30,17 @@ def linked_value(datamodule: Any, name: str) -> Any:
     except BaseException as error:
         record_user_error(error)
         raise
+
+
+def import_class(class_path: str) -> Any:
+    """The object a dotted ``class_path`` (``package.module.Name``) names, imported.
+
+    Raises:
+        ImportError: if the module cannot be imported.
+        AttributeError: if the module has no such name.
+    """
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def accepted_arguments(cls: type) -> set[str]:
