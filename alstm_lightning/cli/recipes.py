@@ -30,6 +30,18 @@ def recipe_summary(path: Path) -> str:
     return ""
 
 
+def _config_values(argv: list[str]) -> list[tuple[int, str, bool]]:
+    """Each ``--config`` value of ``argv``: ``(index of the word holding it, the value, whether the word is
+    --config=VALUE)``, for ``--config VALUE``, ``-c VALUE`` and ``--config=VALUE``."""
+    values = []
+    for k, argument in enumerate(argv):
+        if argument.startswith("--config="):
+            values.append((k, argument.split("=", 1)[1], True))
+        elif argument in ("--config", "-c") and k + 1 < len(argv):
+            values.append((k + 1, argv[k + 1], False))
+    return values
+
+
 def resolve_recipe_names(argv: list[str]) -> list[str]:
     """``argv`` with each ``--config NAME`` (``-c NAME``, ``--config=NAME``) of a shipped recipe given its path.
 
@@ -38,23 +50,8 @@ def resolve_recipe_names(argv: list[str]) -> list[str]:
     """
     recipes = shipped_recipes()
     resolved = list(argv)
-    for k, argument in enumerate(resolved):
-        if argument.startswith("--config="):
-            name = argument.split("=", 1)[1]
-            if not Path(name).is_file() and name.removesuffix(".yaml") in recipes:
-                resolved[k] = f"--config={recipes[name.removesuffix('.yaml')]}"
-        elif argument in ("--config", "-c") and k + 1 < len(resolved):
-            name = resolved[k + 1]
-            if not Path(name).is_file() and name.removesuffix(".yaml") in recipes:
-                resolved[k + 1] = str(recipes[name.removesuffix(".yaml")])
+    for k, name, inline in _config_values(argv):
+        recipe = recipes.get(name.removesuffix(".yaml"))
+        if recipe is not None and not Path(name).is_file():
+            resolved[k] = f"--config={recipe}" if inline else str(recipe)
     return resolved
-
-
-def config_stem(argv: list[str]) -> str | None:
-    """The file name (without suffix) of the first ``--config`` in ``argv``, the default experiment name."""
-    for k, argument in enumerate(argv):
-        if argument.startswith("--config="):
-            return Path(argument.split("=", 1)[1]).stem
-        if argument in ("--config", "-c") and k + 1 < len(argv):
-            return Path(argv[k + 1]).stem
-    return None
