@@ -287,13 +287,11 @@ def backward(
         The gradients of ``x`` (``(T, B, I)``), of ``a_below`` (``(T, B, A)``) and, per layer, of its
         :class:`LayerTensors` (``None`` for the masks).
     """
-    T, B = x.shape[:2]
+    T = x.size(0)
     L = len(layers)
     md = spec.mm_dtype
-    d_state = initial_state_grads(layers, grads)
     needs_x, needs_below = needs
-    d_x = torch.zeros(x.shape, dtype=x.dtype, device=x.device) if needs_x else None
-    d_a_below = x.new_empty(T, B, layers[0].a.size(1)) if needs_below else None
+    d_x, d_a_below, d_state = input_grads_and_state(x, layers, grads, needs)
     valid_f = None if step_mask is None else step_mask.unsqueeze(-1).to(x.dtype)  # (T, B, 1)
     chain = [
         _Layer(
@@ -358,6 +356,19 @@ def backward(
                 _flush(layer, first, x, d_x, t, chunk_stop, md, scratch)
 
     return d_x, d_a_below, [layer_grads(layer.tensors, layer.grads, d) for layer, d in zip(chain, d_state)]
+
+
+def input_grads_and_state(
+    x: Tensor, layers: list[LayerTensors], grads: ChainGrads, needs: tuple[bool, bool]
+) -> tuple[Tensor | None, Tensor | None, list[LayerState]]:
+    """What a backward fills in, whichever loop runs it: the gradient of ``x`` (zeros, ``(T, B, I)``)
+    and of ``a_below`` (``(T, B, A)``, every step written), each only where ``needs`` says so, and
+    the running state gradients (:func:`initial_state_grads`)."""
+    T, B = x.shape[:2]
+    needs_x, needs_below = needs
+    d_x = torch.zeros(x.shape, dtype=x.dtype, device=x.device) if needs_x else None
+    d_a_below = x.new_empty(T, B, layers[0].a.size(1)) if needs_below else None
+    return d_x, d_a_below, initial_state_grads(layers, grads)
 
 
 def initial_state_grads(layers: list[LayerTensors], grads: ChainGrads) -> list[LayerState]:

@@ -123,6 +123,30 @@ def adaptation_input_term(x: Tensor, first: ForwardOperands) -> Tensor:
     return xa.view(T, B, -1)
 
 
+class ForwardSetup(NamedTuple):
+    """What a forward prepares once per call, whichever loop (Python or C++) then runs the steps."""
+
+    operands: list[ForwardOperands]
+    saved: list[SavedLayer]
+    raws: list[Tensor]  # per layer, the (T, B, H) raw outputs the loop fills
+
+
+def forward_setup(spec: ChainSpec, x: Tensor, step_mask: Tensor | None, layers: list[LayerTensors], save: bool) -> ForwardSetup:
+    """The per-call operands, saved buffers and output buffers of a forward on ``x`` (``(T, B, I)``)."""
+    T, B = x.shape[:2]
+    return ForwardSetup(
+        forward_operands(spec, layers, B, T),
+        [saved_layer(spec, k, lt, x, save, step_mask is not None) for k, lt in enumerate(layers)],
+        [x.new_empty(T, B, s.hidden_size) for s in spec.layers],
+    )
+
+
+def forward_result(spec: ChainSpec, setup: ForwardSetup, finals: list[list[Tensor | None]], save: bool) -> ForwardResult:
+    """The :class:`ForwardResult` of a loop that filled ``setup`` and ended in the states ``finals``."""
+    adapt_seq = setup.saved[-1].a_new if spec.return_adapt_seq else None
+    return ForwardResult(setup.raws, adapt_seq, finals, setup.saved if save else None)
+
+
 def _slot(buffer: Tensor | None, t: int) -> Tensor | None:
     """Step ``t`` of a saved ``(T, ...)`` buffer, or ``None`` (a fresh tensor) when nothing is saved."""
     return None if buffer is None else buffer[t]
@@ -154,15 +178,14 @@ def forward(
     Returns:
         A :class:`ForwardResult`.
     """
-    T, B = x.shape[:2]
+    T = x.size(0)
     md = spec.mm_dtype
-    operands = forward_operands(spec, layers, B, T)
-    saved = [saved_layer(spec, k, lt, x, save, step_mask is not None) for k, lt in enumerate(layers)]
+    setup = forward_setup(spec, x, step_mask, layers, save)
+    operands, saved, raws = setup
     widths = [
         (s.hidden_size, adapt_step_width(spec, k, lt), 4 * lt.a.size(1), lt.weight_ih.size(0))
         for k, (s, lt) in enumerate(zip(spec.layers, layers))
     ]
-    raws = [x.new_empty(T, B, s.hidden_size) for s in spec.layers]
     xa = adaptation_input_term(x, operands[0])
 
     states = [[lt.h, lt.c, lt.a, lt.a_c] for lt in layers]
@@ -207,6 +230,5 @@ def forward(
                     torch.where(valid, a_c_new, a_c, out=_slot(buf.a_c_kept, t)),
                 ]
             inp, below = h_new, a_new
-    adapt_seq = saved[-1].a_new if spec.return_adapt_seq else None
     finals = [[None if s is None else s.clone() for s in state] for state in states]
-    return ForwardResult(raws, adapt_seq, finals, saved if save else None)
+    return forward_result(spec, setup, finals, save)

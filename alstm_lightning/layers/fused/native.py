@@ -33,9 +33,9 @@ import torch
 from torch import Tensor
 
 from ..recurrence import LayerState
-from .backward import ChainGrads, WeightGrads, initial_state_grads, layer_grads, weight_grads
+from .backward import ChainGrads, WeightGrads, input_grads_and_state, layer_grads, weight_grads
 from .chain import ChainSpec, LayerTensors, Weights, layer_weights
-from .forward import ForwardOperands, ForwardResult, SavedLayer, adaptation_input_term, forward_operands, saved_layer
+from .forward import ForwardOperands, ForwardResult, SavedLayer, adaptation_input_term, forward_result, forward_setup
 
 _log = logging.getLogger(__name__)
 
@@ -182,15 +182,12 @@ def forward(
     save: bool,
 ) -> ForwardResult:
     """:func:`~alstm_lightning.layers.fused.forward.forward`, its loop in C++."""
-    T, B = x.shape[:2]
-    operands = forward_operands(spec, layers, B, T)
-    saved = [saved_layer(spec, k, lt, x, save, step_mask is not None) for k, lt in enumerate(layers)]
-    raws = [x.new_empty(T, B, s.hidden_size) for s in spec.layers]
-    tensors = [t for args in map(forward_arguments, layers, operands, saved, raws) for t in args]
+    setup = forward_setup(spec, x, step_mask, layers, save)
+    tensors = [t for args in map(forward_arguments, layers, *setup) for t in args]
     finals = iter(
         native_ops().chain_forward(
             x,
-            adaptation_input_term(x, operands[0]),
+            adaptation_input_term(x, setup.operands[0]),
             a_below,
             None if step_mask is None else step_mask.contiguous(),
             tensors,
@@ -201,8 +198,7 @@ def forward(
         )
     )
     states = [[next(finals), next(finals) if spec.lstm else None, next(finals), next(finals)] for _ in layers]
-    adapt_seq = saved[-1].a_new if spec.return_adapt_seq else None
-    return ForwardResult(raws, adapt_seq, states, saved if save else None)
+    return forward_result(spec, setup, states, save)
 
 
 def backward(
@@ -216,11 +212,7 @@ def backward(
     needs: tuple[bool, bool],
 ) -> tuple[Tensor | None, Tensor | None, list[LayerTensors]]:
     """:func:`~alstm_lightning.layers.fused.backward.backward`, its loop in C++."""
-    T, B = x.shape[:2]
-    needs_x, needs_below = needs
-    d_x = torch.zeros(x.shape, dtype=x.dtype, device=x.device) if needs_x else None
-    d_a_below = x.new_empty(T, B, layers[0].a.size(1)) if needs_below else None
-    d_state = initial_state_grads(layers, grads)
+    d_x, d_a_below, d_state = input_grads_and_state(x, layers, grads, needs)
     d_weights = [weight_grads(spec, k, lt, x) for k, lt in enumerate(layers)]
     tensors: list[Tensor | None] = []
     for k, lt in enumerate(layers):
