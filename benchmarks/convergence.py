@@ -85,6 +85,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.provenance import provenance  # noqa: E402
 
+#: The repository root (benchmarks/ is in it)
+REPOSITORY = Path(__file__).resolve().parents[1]
 MODELS: tuple[str, ...] = ("alstm", "lstm")
 #: the share of WikiText-2's validation lines, from the first, that the word regime trains on
 WIKITEXT2_TRAIN_FRACTION = 0.9
@@ -186,7 +188,7 @@ class Setting(NamedTuple):
 def shared_data_dir(name: str) -> Path:
     """``$ALSTM_DATA_DIR/<name>``, else ``../shared/data/<name>`` beside the repository."""
     root = os.environ.get("ALSTM_DATA_DIR")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
+    base = Path(root) if root else REPOSITORY.parent / "shared" / "data"
     return base / name
 
 
@@ -212,18 +214,28 @@ def split_wikitext2(source: Path, directory: Path, train_fraction: float = WIKIT
     }
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as the results show it: relative to the repository root (``../shared/data/...``), so that
+    no machine's directory layout is recorded; as given where it is on another drive."""
+    try:
+        return os.path.relpath(Path(path).resolve(), REPOSITORY)
+    except ValueError:
+        return str(path)
+
+
 def corpus_description(args: argparse.Namespace, regime: str) -> str:
     """Where the regime's text comes from, for the JSON and the table's title."""
     if regime == "word":
         if args.word_corpus is not None:
-            return f"word corpus {args.word_corpus} (train/valid/test.txt), vocabulary of all splits"
+            return f"word corpus {shown_path(args.word_corpus)} (train/valid/test.txt), vocabulary of all splits"
         return (
-            f"WikiText-2 {args.wikitext2_dir or shared_data_dir('wikitext-2-eval')}: valid.txt's first "
+            f"WikiText-2 {shown_path(args.wikitext2_dir or shared_data_dir('wikitext-2-eval'))}: valid.txt's first "
             f"{WIKITEXT2_TRAIN_FRACTION:.0%} lines train, the rest validate; test.txt tests; vocabulary of all three"
         )
     if args.char_file is not None:
-        return f"characters of {args.char_file}, split 90/5/5"
-    return f"Tiny Shakespeare {args.shakespeare_dir or shared_data_dir('tinyshakespeare')}, characters, split 90/5/5"
+        return f"characters of {shown_path(args.char_file)}, split 90/5/5"
+    directory = args.shakespeare_dir or shared_data_dir("tinyshakespeare")
+    return f"Tiny Shakespeare {shown_path(directory)}, characters, split 90/5/5"
 
 
 def make_data(setting: Setting, seed: int) -> L.LightningDataModule:

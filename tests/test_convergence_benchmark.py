@@ -139,3 +139,12 @@ def test_step_counts_must_be_multiples_of_the_validation_interval(capsys):
     with pytest.raises(SystemExit):
         convergence.parse_args(["--steps", "250", "--val-every", "100"])
     assert "--steps must be a multiple of --val-every=100, got 250 (word)" in capsys.readouterr().err
+
+
+def test_results_name_corpora_relative_to_the_repository(monkeypatch):
+    import argparse
+
+    monkeypatch.delenv("ALSTM_DATA_DIR", raising=False)
+    args = argparse.Namespace(word_corpus=None, wikitext2_dir=None, char_file=None, shakespeare_dir=None)
+    assert convergence.corpus_description(args, "char").startswith("Tiny Shakespeare ../shared/data/tinyshakespeare,")
+    assert convergence.corpus_description(args, "word").startswith("WikiText-2 ../shared/data/wikitext-2-eval:")
