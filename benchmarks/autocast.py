@@ -23,7 +23,7 @@ import torch
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.layers import CONFIGS, DTYPES, Config, build, make_steps, median_seconds  # noqa: E402
+from benchmarks.layers import CONFIGS, DTYPES, Config, build, make_steps, median_seconds, text_table  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 
 
@@ -57,8 +57,7 @@ def format_table(rows: list[dict]) -> str:
                 f"{row[f'{mode}_autocast_over_float32']:.3f}",
             ]
         cells.append(line)
-    widths = [max(len(line[j]) for line in cells) for j in range(len(header))]
-    return "\n".join("  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in cells)
+    return text_table(cells)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -342,7 +342,12 @@ def format_table(rows: list[dict]) -> str:
                 value = value / 1e6
             line.append("n/a" if value is None else fmt.format(value))
         cells.append(line)
-    widths = [max(len(line[j]) for line in cells) for j in range(len(COLUMNS))]
+    return text_table(cells)
+
+
+def text_table(cells: list[list[str]]) -> str:
+    """Rows of cells as plain text, each column right-aligned to its widest cell, two spaces apart."""
+    widths = [max(len(line[j]) for line in cells) for j in range(len(cells[0]))]
     return "\n".join("  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in cells)
 
 
