@@ -96,18 +96,25 @@ def test_raw_weights_stay_the_registered_parameters():
     assert all(param.grad is not None for param in after.values())
 
 
+def _two_ddp_steps(lstm: WeightDropLSTM) -> None:
+    """Two SGD steps of ``lstm`` wrapped in DDP; the wrapper (and its reducer) are gone when this returns."""
+    model = DistributedDataParallel(lstm)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):  # a parameter left out of a step would make DDP fail on the next one
+        optimizer.zero_grad()
+        model(torch.randn(6, 3, 4))[0].sum().backward()
+        assert (lstm.weight_hh_l0.grad == 0).any() and (lstm.weight_hh_l0.grad != 0).any()
+        optimizer.step()
+
+
 def test_ddp_reduces_the_raw_weights(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
         lstm = WeightDropLSTM(4, 5, weight_dropout=P)
-        model = DistributedDataParallel(lstm)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         start = lstm.weight_hh_l0.detach().clone()
-        for _ in range(2):  # a parameter left out of a step would make DDP fail on the next one
-            optimizer.zero_grad()
-            model(torch.randn(6, 3, 4))[0].sum().backward()
-            assert (lstm.weight_hh_l0.grad == 0).any() and (lstm.weight_hh_l0.grad != 0).any()
-            optimizer.step()
+        # the DDP wrapper is released before the group is destroyed: a reducer outliving its group
+        # destroyed it later from the test's frame, and gloo's teardown then hung once under xdist
+        _two_ddp_steps(lstm)
         assert not torch.equal(lstm.weight_hh_l0, start)
     finally:
         dist.destroy_process_group()
