@@ -70,19 +70,26 @@ class ForwardResult(NamedTuple):
     saved: list[SavedLayer] | None
 
 
-def forward_operands(spec: ChainSpec, layers: list[LayerTensors], rows: int, steps: int) -> list[ForwardOperands]:
-    """Every layer's :class:`ForwardOperands` for ``steps`` products with ``rows`` rows."""
+def forward_operands(
+    spec: ChainSpec, layers: list[LayerTensors], rows: int, steps: int, reorder_float32: bool = True
+) -> list[ForwardOperands]:
+    """Every layer's :class:`ForwardOperands` for ``steps`` products with ``rows`` rows
+    (``reorder_float32``: see :func:`step_operand`)."""
     operands = []
     for k, lt in enumerate(layers):
         w = layer_weights(spec, k, lt)
+
+        def operand(b: Tensor) -> Tensor:
+            return step_operand(b, rows, steps, reorder_float32)
+
         operands.append(
             ForwardOperands(
                 adapt_x=None if w.adapt_x is None else w.adapt_x.t(),
-                adapt_rec=step_operand(w.adapt_rec.t(), rows, steps),
+                adapt_rec=operand(w.adapt_rec.t()),
                 adapt_bias=None if lt.adapt_bias_ih is None else lt.adapt_bias_ih + lt.adapt_bias_hh,
-                project=step_operand(w.project.t(), rows, steps),
-                weight_ih=step_operand(w.weight_ih.t(), rows, steps),
-                weight_hh=step_operand(w.weight_hh.t(), rows, steps),
+                project=operand(w.project.t()),
+                weight_ih=operand(w.weight_ih.t()),
+                weight_hh=operand(w.weight_hh.t()),
             )
         )
     return operands
@@ -131,11 +138,19 @@ class ForwardSetup(NamedTuple):
     raws: list[Tensor]  # per layer, the (T, B, H) raw outputs the loop fills
 
 
-def forward_setup(spec: ChainSpec, x: Tensor, step_mask: Tensor | None, layers: list[LayerTensors], save: bool) -> ForwardSetup:
-    """The per-call operands, saved buffers and output buffers of a forward on ``x`` (``(T, B, I)``)."""
+def forward_setup(
+    spec: ChainSpec,
+    x: Tensor,
+    step_mask: Tensor | None,
+    layers: list[LayerTensors],
+    save: bool,
+    reorder_float32: bool = True,
+) -> ForwardSetup:
+    """The per-call operands, saved buffers and output buffers of a forward on ``x`` (``(T, B, I)``);
+    ``reorder_float32``: see :func:`~alstm_lightning.layers.fused.products.step_operand`."""
     T, B = x.shape[:2]
     return ForwardSetup(
-        forward_operands(spec, layers, B, T),
+        forward_operands(spec, layers, B, T, reorder_float32),
         [saved_layer(spec, k, lt, x, save, step_mask is not None) for k, lt in enumerate(layers)],
         [x.new_empty(T, B, s.hidden_size) for s in spec.layers],
     )

@@ -36,6 +36,7 @@ from ..recurrence import LayerState
 from .backward import ChainGrads, WeightGrads, input_grads_and_state, layer_grads, weight_grads
 from .chain import ChainSpec, LayerTensors, Weights, layer_weights
 from .forward import ForwardOperands, ForwardResult, SavedLayer, adaptation_input_term, forward_result, forward_setup
+from .products import packing_thresholds
 
 _log = logging.getLogger(__name__)
 
@@ -182,10 +183,11 @@ def forward(
     save: bool,
 ) -> ForwardResult:
     """:func:`~alstm_lightning.layers.fused.forward.forward`, its loop in C++."""
-    setup = forward_setup(spec, x, step_mask, layers, save)
+    ops = native_ops()
+    setup = forward_setup(spec, x, step_mask, layers, save, reorder_float32=not ops.packs_float_operands())
     tensors = [t for args in map(forward_arguments, layers, *setup) for t in args]
     finals = iter(
-        native_ops().chain_forward(
+        ops.chain_forward(
             x,
             adaptation_input_term(x, setup.operands[0]),
             a_below,
@@ -195,6 +197,7 @@ def forward(
             spec.lstm,
             spec.wrap,
             spec.mm_dtype,
+            packing_thresholds().min_steps,
         )
     )
     states = [[next(finals), next(finals) if spec.lstm else None, next(finals), next(finals)] for _ in layers]

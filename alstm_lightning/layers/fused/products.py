@@ -119,13 +119,14 @@ def mm(
     return out if add is None else out.add_(add)
 
 
-def step_operand(b: Tensor, rows: int, steps: int) -> Tensor:
+def step_operand(b: Tensor, rows: int, steps: int, reorder_float32: bool = True) -> Tensor:
     """``b: (k, n)`` arranged for ``steps`` products ``(rows, k) @ b`` in a row, for :func:`mm`.
 
     On CPU, a matrix used for at least ``min_steps`` products (:func:`packing_thresholds`) is
     reordered once into oneDNN's blocked layout, which spares every product the packing of ``b``,
     when that pays: in bfloat16 always (measured 1.1-1.4x faster per product), in float32 from
-    ``min_fp32_size`` elements on, unless ``torch.backends.mkldnn.enabled`` is off. Otherwise ``b``
+    ``min_fp32_size`` elements on (unless ``reorder_float32`` is off: the C++ loop packs float32
+    operands itself, with MKL), unless ``torch.backends.mkldnn.enabled`` is off. Otherwise ``b``
     is returned as is: a view, no copy (one-step generation pays nothing).
     """
     onednn = b.device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
@@ -135,7 +136,7 @@ def step_operand(b: Tensor, rows: int, steps: int) -> Tensor:
     if b.dtype == torch.bfloat16:
         pays = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     else:
-        pays = b.dtype == torch.float32 and b.numel() >= thresholds.min_fp32_size
+        pays = reorder_float32 and b.dtype == torch.float32 and b.numel() >= thresholds.min_fp32_size
     return torch.ops.mkldnn._reorder_linear_weight(b.t(), rows) if pays else b
 
 

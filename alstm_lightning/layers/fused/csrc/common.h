@@ -256,7 +256,18 @@ void sgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const double* alpha,
             const double* a, const int* lda, const double* b, const int* ldb, const double* beta, double* c,
             const int* ldc) __attribute__((weak));
+// MKL's packed GEMM: a right operand packed once into MKL's internal layout, then multiplied at
+// every step without being packed again (python -m benchmarks.layers; 1.2-1.9x per product at the
+// per-step shapes). The CBLAS enums are passed as their int values.
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src, int ld,
+                      float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
 }
+
+// CBLAS_LAYOUT, CBLAS_TRANSPOSE, CBLAS_STORAGE and CBLAS_IDENTIFIER values
+constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112, kCblasPacked = 151, kCblasBMatrix = 162;
 
 inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
                       const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
@@ -277,8 +288,16 @@ bool have_blas() {
   return false;
 }
 
+// whether float products may run on MKL-packed operands (torch built with MKL that exports them)
+inline bool have_packed_gemm() {
+  return at::hasMKL() && cblas_sgemm_pack_get_size != nullptr && cblas_sgemm_pack != nullptr &&
+         cblas_sgemm_compute != nullptr;
+}
+
 // (rows, cols) @ ... : the right operand of the per-step products, a weight or its transpose as
-// stored (one unit stride), or a oneDNN-packed weight (made by products.step_operand)
+// stored (one unit stride), or a oneDNN-packed weight (made by products.step_operand); in float, a
+// weight used for at least `pack_min_steps` products of `m` rows (m > 0) is also packed by MKL, once
+// (the forward's products: in the backward's, measured, packing did not pay)
 template <typename M>
 struct Operand {
   Tensor tensor;
@@ -286,10 +305,12 @@ struct Operand {
   int64_t rows = 0, cols = 0, row_stride = 0, col_stride = 0;
   bool blas = false;       // multiplied by BLAS directly, else through torch
   bool row_major = false;  // the layout BLAS reads it in (a size-1 dimension may satisfy both tests)
+  Tensor packed;           // MKL's packed copy (bytes), for products of packed_m rows; else undefined
+  int64_t packed_m = 0;
 };
 
 template <typename M>
-Operand<M> operand(const Tensor& t) {
+Operand<M> operand(const Tensor& t, int64_t m = 0, int64_t steps = 0, int64_t pack_min_steps = 1) {
   Operand<M> op;
   op.tensor = t;
   if (t.is_mkldnn() || !have_blas<M>() || t.dim() != 2) return op;
@@ -301,9 +322,20 @@ Operand<M> operand(const Tensor& t) {
   const bool col_major = op.row_stride == 1 && op.col_stride >= std::max<int64_t>(1, op.rows);
   const int64_t limit = std::numeric_limits<int>::max();
   op.blas = (row_major || col_major) && op.rows < limit && op.cols < limit && op.row_stride < limit &&
-            op.col_stride < limit;
+            op.col_stride < limit && m < limit;
   op.row_major = row_major;
   op.data = op.blas ? t.data_ptr<M>() : nullptr;
+  if constexpr (std::is_same<M, float>::value) {
+    if (op.blas && steps >= pack_min_steps && m > 0 && op.rows > 0 && op.cols > 0 && have_packed_gemm()) {
+      const int M_ = static_cast<int>(m), N = static_cast<int>(op.cols), K = static_cast<int>(op.rows);
+      const size_t bytes = cblas_sgemm_pack_get_size(kCblasBMatrix, M_, N, K);
+      op.packed = at::empty({static_cast<int64_t>(bytes)}, t.options().dtype(at::kByte));
+      const int ld = static_cast<int>(row_major ? op.row_stride : op.col_stride);
+      cblas_sgemm_pack(kCblasRowMajor, kCblasBMatrix, row_major ? kCblasNoTrans : kCblasTrans, M_, N, K, 1.0f, op.data,
+                       ld, reinterpret_cast<float*>(op.packed.data_ptr()));
+      op.packed_m = m;
+    }
+  }
   return op;
 }
 
@@ -312,6 +344,14 @@ Operand<M> operand(const Tensor& t) {
 template <typename M>
 void product(M* out, const M* a, int64_t m, const Operand<M>& b, const at::TensorOptions& opts) {
   const Tensor& w = b.tensor;
+  if constexpr (std::is_same<M, float>::value) {
+    if (b.packed.defined() && m == b.packed_m) {
+      const int M_ = static_cast<int>(m), N = static_cast<int>(b.cols), K = static_cast<int>(b.rows);
+      cblas_sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, M_, N, K, a, K,
+                          reinterpret_cast<const float*>(b.packed.data_ptr()), N, 0.0f, out, N);
+      return;
+    }
+  }
   if constexpr (std::is_same<M, float>::value || std::is_same<M, double>::value) {
     if (b.blas) {
       // row-major out = a @ b is column-major out^T = b^T a^T
@@ -441,7 +481,8 @@ struct Neutral {
 // the loops over time (forward.cpp, backward.cpp): see forward.py and backward.py for what they compute
 std::vector<Tensor> chain_forward(const Tensor& x, const Tensor& xa, const std::optional<Tensor>& a_below,
                                   const std::optional<Tensor>& step_mask, const TensorList& tensors,
-                                  c10::IntArrayRef slices, bool lstm, bool wrap, at::ScalarType mm_dtype);
+                                  c10::IntArrayRef slices, bool lstm, bool wrap, at::ScalarType mm_dtype,
+                                  int64_t pack_min_steps);
 void chain_backward(const Tensor& x, const std::optional<Tensor>& step_mask, const TensorList& tensors,
                     c10::IntArrayRef slices, bool lstm, bool wrap, const std::optional<Tensor>& d_adapt_seq,
                     const std::optional<Tensor>& d_x, const std::optional<Tensor>& d_a_below, at::ScalarType mm_dtype);

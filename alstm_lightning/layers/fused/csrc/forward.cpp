@@ -29,7 +29,8 @@ T* step_row(const ForwardLayer<M>& ly, int64_t f, int64_t t, int64_t row_elems) 
 
 template <typename S, typename M>
 std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor& a_below, const Tensor& step_mask,
-                                 const TensorList& list, c10::ArrayRef<int64_t> slices, bool lstm, bool wrap) {
+                                 const TensorList& list, c10::ArrayRef<int64_t> slices, bool lstm, bool wrap,
+                                 int64_t pack_min_steps) {
   const int64_t T = x.size(0), B = x.size(1);
   const int64_t L = static_cast<int64_t>(list.size()) / kFwdStride;
   const auto s_opts = x.options();
@@ -59,10 +60,10 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
     Tensor bias = get(list, base + kBias), adapt_bias = get(list, base + kFwdOperands + 1);
     ly.bias = bias.defined() ? bias.contiguous() : neutral.zeros.narrow(0, 0, ly.G);
     ly.adapt_bias = adapt_bias.defined() ? adapt_bias.contiguous() : neutral.zeros.narrow(0, 0, 4 * ly.A);
-    ly.adapt_rec = operand<M>(get(list, base + kFwdOperands + 0));
-    ly.project = operand<M>(get(list, base + kFwdOperands + 2));
-    ly.weight_ih = operand<M>(get(list, base + kFwdOperands + 3));
-    ly.weight_hh = operand<M>(get(list, base + kFwdOperands + 4));
+    ly.adapt_rec = operand<M>(get(list, base + kFwdOperands + 0), B, T, pack_min_steps);
+    ly.project = operand<M>(get(list, base + kFwdOperands + 2), B, T, pack_min_steps);
+    ly.weight_ih = operand<M>(get(list, base + kFwdOperands + 3), B, T, pack_min_steps);
+    ly.weight_hh = operand<M>(get(list, base + kFwdOperands + 4), B, T, pack_min_steps);
     const int64_t widths[kSavedFields] = {ly.K, 4 * ly.A, ly.A, ly.A, ly.A, ly.I, ly.H, ly.G, ly.G, ly.H, ly.H};
     const bool in_m[kSavedFields] = {true, false, false, false, false, true, true, true, true, false, false};
     for (int64_t f = 0; f < kSavedFields; ++f) {
@@ -193,18 +194,19 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
 
 std::vector<Tensor> chain_forward(const Tensor& x, const Tensor& xa, const std::optional<Tensor>& a_below,
                                   const std::optional<Tensor>& step_mask, const TensorList& tensors,
-                                  c10::IntArrayRef slices, bool lstm, bool wrap, at::ScalarType mm_dtype) {
+                                  c10::IntArrayRef slices, bool lstm, bool wrap, at::ScalarType mm_dtype,
+                                  int64_t pack_min_steps) {
   const Tensor below = a_below.value_or(Tensor()), mask = step_mask.value_or(Tensor());
   const auto sd = x.scalar_type();
   if (sd == at::kFloat && mm_dtype == at::kFloat)
-    return forward_impl<float, float>(x, xa, below, mask, tensors, slices, lstm, wrap);
+    return forward_impl<float, float>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps);
   if (sd == at::kDouble && mm_dtype == at::kDouble)
-    return forward_impl<double, double>(x, xa, below, mask, tensors, slices, lstm, wrap);
+    return forward_impl<double, double>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps);
   TORCH_CHECK(sd == at::kFloat && mm_dtype == at::kBFloat16,
               "chain_forward: the state / matmul dtypes must be Float / Float, Double / Double or Float / "
               "BFloat16, got ",
               sd, " / ", mm_dtype);
-  return forward_impl<float, c10::BFloat16>(x, xa, below, mask, tensors, slices, lstm, wrap);
+  return forward_impl<float, c10::BFloat16>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps);
 }
 
 

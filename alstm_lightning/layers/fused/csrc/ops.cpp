@@ -10,6 +10,9 @@ namespace {
 // the sizes of the layouts above, for the test that compares them with native.py's
 std::vector<int64_t> argument_layout() { return {kLayerFields, kSavedFields, kFwdStride, kBwdStride}; }
 
+// whether the float products run on MKL-packed operands (else products.step_operand's oneDNN ones)
+bool packs_float_operands() { return have_packed_gemm(); }
+
 // the float activations, for the tests of their accuracy
 Tensor activations(const Tensor& x) {
   Tensor in = x.contiguous();
@@ -30,12 +33,13 @@ Tensor activations(const Tensor& x) {
 TORCH_LIBRARY(alstm_fused, m) {
   m.def(
       "chain_forward(Tensor x, Tensor xa, Tensor? a_below, Tensor? step_mask, Tensor?[] tensors, int[] slices, "
-      "bool lstm, bool wrap, ScalarType mm_dtype) -> Tensor[]",
+      "bool lstm, bool wrap, ScalarType mm_dtype, int pack_min_steps) -> Tensor[]",
       &alstm_fused::chain_forward);
   m.def(
       "chain_backward(Tensor x, Tensor? step_mask, Tensor?[] tensors, int[] slices, bool lstm, bool wrap, "
       "Tensor? d_adapt_seq, Tensor? d_x, Tensor? d_a_below, ScalarType mm_dtype) -> ()",
       &alstm_fused::chain_backward);
   m.def("argument_layout() -> int[]", &alstm_fused::argument_layout);
+  m.def("packs_float_operands() -> bool", &alstm_fused::packs_float_operands);
   m.def("activations(Tensor x) -> Tensor", &alstm_fused::activations);
 }
