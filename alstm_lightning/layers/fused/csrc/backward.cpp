@@ -1,9 +1,10 @@
 // The fused path's backward loop in C++: backward.py's backward, step by step, on CPU.
 //
 // The saved buffers are only read; the running state gradients and the weight-gradient
-// accumulators, allocated by Python, are updated in place. Every GRAD_CHUNK steps the policy and
-// gates of the coming chunk are recomputed, and the chunk's gradients enter the weight gradients
-// as GEMMs over chunk*B rows.
+// accumulators, allocated by Python, are updated in place. At every step the policy and gates are
+// recomputed (the Python loop recomputes a chunk's worth at once, which would not stay in cache),
+// and every GRAD_CHUNK steps the chunk's gradients enter the weight gradients as GEMMs over
+// chunk*B rows.
 
 #include "common.h"
 
@@ -22,13 +23,16 @@ struct BackwardLayer {
   Tensor c0, ac0, h_mask, a_mask, bias;                      // S; absent ones as rows of ones / zeros
   Tensor adapt_x, adapt_rec, project, weight_ih, weight_hh;  // M, as stored
   Operand<M> op_adapt_rec, op_project, op_weight_ih, op_weight_hh;  // the same, for the per-step products
+  Operand<M> op_project_t;                                          // P^T, for the policy's recomputation
   Tensor saved[kSavedFields];
   Tensor raw;
   StepRows<S> d_raw;
   Tensor dh, dc, da, dac;  // running state gradients, updated in place
   Tensor dw_adapt_x, dw_adapt_rec, dw_adapt_bias, dw_project, dw_weight_ih, dw_weight_hh, dw_bias;
-  // chunk buffers (chunk, B, *), and per-step scratch
-  Tensor pi, gates, d_a_gates, d_a_gates_m, d_pre, d_gx, d_gh;
+  // chunk buffers (chunk, B, *), and per-step scratch (pi, gates: the step's recomputed policy and
+  // activated gates; a_new_m, pi_gemm: the policy product's operand and result, under autocast)
+  Tensor d_a_gates, d_a_gates_m, d_pre, d_gx, d_gh;
+  Tensor pi, gates, a_new_m, pi_gemm;
   Tensor dg, d_pi, d_xp, d_hp, dh_raw, dh_prev, x_main, da_gemm, da_new, du;
   Tensor ext_h, ext_a;  // gradients from above of this layer's dropped h and a at this step
 };
@@ -38,30 +42,31 @@ struct AutocastScratch {
   Tensor product;
 };
 
+// step t's policy pi = tanh(P a_new) and (aLSTM) activated gates, recomputed into (B, *) scratch
 template <typename S, typename M>
-void refill(BackwardLayer<S, M>& ly, bool lstm, int64_t B, int64_t start, int64_t stop) {
-  const int64_t n = stop - start, span = ly.sl.span, G = ly.G, rows = n * B;
-  Tensor a_chunk = ly.saved[kANew].narrow(0, start, n).reshape({rows, ly.A}).to(ly.project.scalar_type());
+void recompute_step(BackwardLayer<S, M>& ly, bool lstm, int64_t B, int64_t t, const at::TensorOptions& m_opts) {
+  const int64_t span = ly.sl.span, G = ly.G, A = ly.A;
+  const S* a_new = ptr<S>(ly.saved[kANew]) + t * B * A;
   S* pi = ptr<S>(ly.pi);
-  if (std::is_same<S, M>::value) {  // straight into the chunk's policy buffer
-    Tensor pi_rows = ly.pi.narrow(0, 0, n).view({rows, span});
-    at::mm_out(pi_rows, a_chunk, ly.project.t());
-    for_rows(rows, span, [&](int64_t r) { tanh_in_place(span, pi + r * span); });
-  } else {  // a product that lives while it is converted, as in the Python loop
-    Tensor product = at::mm(a_chunk, ly.project.t());
-    const M* z = ptr<M>(product);
-    for_rows(rows, span, [&](int64_t r) {
+  if constexpr (std::is_same<S, M>::value) {  // straight into the policy's scratch
+    product(pi, a_new, B, ly.op_project_t, m_opts);
+    for_rows(B, span, [&](int64_t r) { tanh_in_place(span, pi + r * span); });
+  } else {  // the product in the matmul dtype, then converted, as in the Python loop
+    convert(B * A, ptr<M>(ly.a_new_m), a_new);
+    product(ptr<M>(ly.pi_gemm), ptr<M>(ly.a_new_m), B, ly.op_project_t, m_opts);
+    const M* z = ptr<M>(ly.pi_gemm);
+    for_rows(B, span, [&](int64_t r) {
       convert(span, pi + r * span, z + r * span);
       tanh_in_place(span, pi + r * span);
     });
   }
   if (!lstm) return;
-  const M* gx = ptr<M>(ly.saved[kGX]) + start * B * G;
-  const M* gh = ptr<M>(ly.saved[kGH]) + start * B * G;
+  const M* gx = ptr<M>(ly.saved[kGX]) + t * B * G;
+  const M* gh = ptr<M>(ly.saved[kGH]) + t * B * G;
   const S* bias = ptr<S>(ly.bias);
   S* gates = ptr<S>(ly.gates);
   const Slices& sl = ly.sl;
-  for_rows(rows, G, [&](int64_t r) {
+  for_rows(B, G, [&](int64_t r) {
     const S* pr = pi + r * span;
     lstm_policy_gates(ly.H, gates + r * G, gx + r * G, gh + r * G, pr + sl.i_start, pr + sl.hh_start, bias,
                       pr + sl.b_start);
@@ -123,6 +128,7 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
     ly.op_project = operand<M>(ly.project);
     ly.op_weight_ih = operand<M>(ly.weight_ih);
     ly.op_weight_hh = operand<M>(ly.weight_hh);
+    ly.op_project_t = operand<M>(ly.project.t());
     auto or_rows = [&](const Tensor& t, const Tensor& fill, int64_t width) {
       return t.defined() ? t.contiguous() : fill.narrow(0, 0, width).unsqueeze(0).expand({B, width}).contiguous();
     };
@@ -149,8 +155,12 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
     ly.dw_bias = get(list, base + kBwdDWeights + 6);
     if (!ly.dw_bias.defined()) ly.dw_bias = at::zeros({ly.G}, s_opts);  // a sink for what no bias receives
     const int64_t span = ly.sl.span, A4 = 4 * ly.A;
-    ly.pi = at::empty({chunk, B, span}, s_opts);
-    if (lstm) ly.gates = at::empty({chunk, B, ly.G}, s_opts);
+    ly.pi = at::empty({B, span}, s_opts);
+    if (lstm) ly.gates = at::empty({B, ly.G}, s_opts);
+    if (!same) {
+      ly.a_new_m = at::empty({B, ly.A}, m_opts);
+      ly.pi_gemm = at::empty({B, span}, m_opts);
+    }
     ly.d_a_gates = at::empty({chunk, B, A4}, s_opts);
     ly.d_a_gates_m = same ? ly.d_a_gates : at::empty({chunk, B, A4}, m_opts);
     ly.d_pre = at::empty({chunk, B, span}, m_opts);
@@ -194,13 +204,13 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
       const bool first = k == 0;
       const int64_t I = ly.I, H = ly.H, A = ly.A, G = ly.G, K = ly.K, span = ly.sl.span, off = ly.off;
       const Slices& sl = ly.sl;
-      if (t == chunk_stop - 1) refill<S, M>(ly, lstm, B, t - j, chunk_stop);
+      recompute_step<S, M>(ly, lstm, B, t, m_opts);
       S* dh = ptr<S>(ly.dh);
       S* dc = ptr<S>(ly.dc);
       S* da = ptr<S>(ly.da);
       S* dac = ptr<S>(ly.dac);
       const M* u = ptr<M>(ly.saved[kU]) + t * B * K;
-      const S* pi = ptr<S>(ly.pi) + j * B * span;
+      const S* pi = ptr<S>(ly.pi);
       const S* d_raw = ly.d_raw.rows(t);
       S* dg = ptr<S>(ly.dg);
       S* d_pi = ptr<S>(ly.d_pi);
@@ -217,7 +227,7 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
         for (int64_t q = 0; q < H; ++q) out[q] = (dh_r[q] * v + ext[q]) * hm[q] + dr[q];
         if (lstm) {
           const S* cp = t == 0 ? ptr<S>(ly.c0) : ptr<S>(ly.saved[mask ? kCKept : kCNew]) + (t - 1) * B * H;
-          lstm_backward(H, ptr<S>(ly.gates) + (j * B + b) * G, ptr<S>(ly.saved[kCNew]) + t * B * H + n, cp + n, out,
+          lstm_backward(H, ptr<S>(ly.gates) + b * G, ptr<S>(ly.saved[kCNew]) + t * B * H + n, cp + n, out,
                         dc + n, v, dg + b * G);
         } else {
           const S* raw = ptr<S>(ly.raw) + t * B * H + n;
