@@ -18,19 +18,30 @@ from alstm_lightning.layers.recurrence import ChainLayer, LayerState, run_chain_
 T, B, I, H, A, O = 6, 3, 5, 7, 4, 6
 
 
-#: Per-step products on oneDNN-prepacked weights (on CPU, whatever the size and from the first step
-#: on, so the small test models use them), or on the plain weights
+#: Per-step products on prepacked weights (oneDNN's, or MKL's in the C++ loop: on CPU, whatever the
+#: size and from the first step on, so the small test models use them) with the C++ loop's batch in
+#: slices, one per thread (from one row per slice on); or on the plain weights, the batch in one piece
 OPERANDS = {
-    "prepacked": PackingThresholds(min_steps=1, min_fp32_size=0, min_bf16_autocast_size=0),
-    "plain": PackingThresholds(min_steps=10**9, min_fp32_size=10**12, min_bf16_autocast_size=0),
+    "prepacked": PackingThresholds(
+        min_steps=1, min_fp32_size=0, min_bf16_autocast_size=0, min_slice_rows=1, max_slice_weights=10**12
+    ),
+    "plain": PackingThresholds(
+        min_steps=10**9, min_fp32_size=10**12, min_bf16_autocast_size=0, min_slice_rows=10**9
+    ),
 }
 
 
 @pytest.fixture(autouse=True, params=list(OPERANDS))
 def product_operands(request) -> str:
-    """Run every test twice: on prepacked and on plain operands (see ``OPERANDS``)."""
-    with use_packing_thresholds(OPERANDS[request.param]):
-        yield request.param
+    """Run every test twice: on prepacked and on plain operands (see ``OPERANDS``), with two threads
+    (so that the prepacked runs' batch of 3 rows is in two slices, of 1 and 2 rows)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with use_packing_thresholds(OPERANDS[request.param]):
+            yield request.param
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True, params=["native", "python"])

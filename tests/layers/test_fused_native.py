@@ -103,28 +103,36 @@ def test_calls_the_native_loop_does_not_cover_run_the_python_loop(case, built, l
         torch.testing.assert_close(result, _train_step(model, x, **autocast), rtol=0, atol=0)
 
 
-def test_rows_split_across_threads_give_the_python_loop_results(built, monkeypatch):
-    """Wide and deep enough that the C++ loop's row loops run on two threads (with the reference
-    layout's shared policy units, and a step mask)."""
+@pytest.mark.parametrize("split", ["slices", "row loops"])
+def test_rows_split_across_threads_give_the_python_loop_results(split, built, monkeypatch):
+    """Wide and deep enough that the C++ loop runs on two threads, in batch slices (the default) or
+    with every row loop split over the threads (with the reference layout's shared policy units,
+    and a step mask)."""
+    model = aLSTM(16, 32, 8, num_layers=2, policy_layout="reference")
+    x = torch.nn.utils.rnn.pack_padded_sequence(torch.randn(6, 64, 16), torch.randint(1, 7, (64,)), enforce_sorted=False)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        output, state = model(x)
+        (output.data.sum() + sum(t.sum() for field in state for t in field)).backward()
+        return output.data.detach(), [p.grad for p in model.parameters()]
+
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
+    thresholds = PackingThresholds() if split == "slices" else PackingThresholds(min_slice_rows=10**9)
     try:
-        model = aLSTM(16, 32, 8, num_layers=2, policy_layout="reference")
-        x = torch.nn.utils.rnn.pack_padded_sequence(
-            torch.randn(6, 64, 16), torch.randint(1, 7, (64,)), enforce_sorted=False
-        )
-
-        def step():
-            model.zero_grad(set_to_none=True)
-            output, state = model(x)
-            (output.data.sum() + sum(t.sum() for field in state for t in field)).backward()
-            return output.data.detach(), [p.grad for p in model.parameters()]
-
-        native_result = step()
-        monkeypatch.setenv(native.ENV_SWITCH, "0")
-        torch.testing.assert_close(native_result, step())
+        with use_packing_thresholds(thresholds):
+            native_result = step()
+            monkeypatch.setenv(native.ENV_SWITCH, "0")
+            torch.testing.assert_close(native_result, step())
     finally:
         torch.set_num_threads(threads)
+
+
+def test_float_products_run_on_mkl_packed_weights_where_torch_has_mkl(built):
+    """Where torch has MKL, its packed GEMM is what the float products use (so the tests above run
+    them on packed weights: their "prepacked" thresholds pack from the first step on)."""
+    assert built.packs_float_operands() == torch.backends.mkl.is_available()
 
 
 def test_the_python_side_passes_the_arguments_the_cpp_loop_reads(built):

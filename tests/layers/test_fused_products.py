@@ -52,7 +52,9 @@ def test_use_packing_thresholds_applies_inside_the_block_only():
     with use_packing_thresholds(inner) as applied:
         assert applied is inner and packing_thresholds() is inner
     assert packing_thresholds() is outer
-    assert PackingThresholds() == PackingThresholds(min_steps=12, min_fp32_size=2**19, min_bf16_autocast_size=2**17)
+    assert PackingThresholds() == PackingThresholds(
+        min_steps=12, min_fp32_size=2**19, min_bf16_autocast_size=2**19, min_slice_rows=4, max_slice_weights=2**22
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,8 @@ def test_use_packing_thresholds_applies_inside_the_block_only():
         ({"min_steps": -1}, "min_steps must be a non-negative int"),
         ({"min_fp32_size": 1.5}, "min_fp32_size"),
         ({"min_bf16_autocast_size": True}, "min_bf16_autocast_size"),
+        ({"min_slice_rows": -2}, "min_slice_rows must be a non-negative int"),
+        ({"max_slice_weights": "many"}, "max_slice_weights"),
     ],
 )
 def test_packing_thresholds_reject_bad_values(kwargs, match):

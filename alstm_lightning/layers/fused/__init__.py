@@ -9,13 +9,15 @@ through time instead of some forty nodes per layer and step. One module per idea
 
 * :mod:`.chain`: a chain's static description and each layer's tensors, in one flat order;
 * :mod:`.products`: the matrix products, on weights prepacked once per call for oneDNN (CPU),
-  and the :class:`PackingThresholds` that decide when that pays;
+  and the :class:`PackingThresholds` that decide when that (and the C++ loop's packing and
+  slices) pays;
 * :mod:`.gates`: the cell math written into given buffers, and its derivative;
 * :mod:`.forward`: the loop over time without autograd, keeping what the backward reads;
 * :mod:`.backward`: the backward through time, weight gradients as GEMMs over chunks of steps,
   the policy and gates recomputed rather than kept;
 * :mod:`.native`: the same two loops in C++ (``csrc/``, compiled at first use and cached),
-  which run on CPU where they can be built, else the Python ones (with one warning);
+  which run on CPU where they can be built, else the Python ones (with one warning); they also
+  pack float32 weights for MKL and run the batch in per-thread slices of rows;
 * :mod:`.autograd`: the autograd node and the entry points, :func:`run_chain_fused` (C++ loop where
   available) and :func:`run_chain_fused_python` (always the Python loop, the reference).
 

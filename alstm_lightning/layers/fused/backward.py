@@ -6,7 +6,8 @@ Walking the steps backwards, each layer's step is differentiated by hand from th
 
 * the policy ``pi = tanh(P a)`` and the activated gates of the coming chunk are recomputed from the
   saved adaptation states and gate products (one ``(chunk*B, A) @ (A, span)`` product), since
-  keeping them would more than double what a step saves;
+  keeping them would more than double what a step saves (the C++ loop recomputes them step by
+  step instead: a chunk's worth would not stay in cache until it is read);
 * the chunk's per-step gradients, gathered in :class:`ChunkBuffers`, enter the weight gradients as
   GEMMs over ``chunk*B`` rows, instead of ``T`` rank-``B`` updates (the naive path's main cost):
   ``dW_ih = d_gx^T x'``, ``dW_hh = d_gh^T h'``, ``dP = d_pre^T a``, ``dW^a = d_a_gates^T u``.

@@ -6,7 +6,11 @@ r"""The fused path's loop over time in C++ (``csrc/``), built at first use; the 
 matmul dtype, prepacked operands, layer 0's input term, the saved buffers and gradient
 accumulators) is theirs, shared; only the loop over time runs in C++, where each layer's step is
 its four products and a handful of element-wise loops instead of some forty torch kernels called
-from Python.
+from Python. Two things only the C++ loop does, both set by
+:class:`~alstm_lightning.layers.fused.products.PackingThresholds`: the forward's float32 products
+run on weights packed once per call by MKL (where torch's MKL provides its packed GEMM, in place of
+the oneDNN reordering the Python loop uses), and the batch runs in slices of rows, one per thread,
+each through every step on its own (rows never interact within a step).
 
 The extension is compiled at first use with :func:`torch.utils.cpp_extension.load` (which needs
 the ``ninja`` executable and a C++ compiler) and cached in torch's extensions directory
@@ -153,6 +157,13 @@ def _slices(spec: ChainSpec) -> list[int]:
     return flat
 
 
+def _loop_thresholds() -> tuple[int, int, int]:
+    """What the C++ loop reads of :func:`packing_thresholds`: ``min_steps`` (MKL-packed operands),
+    ``min_slice_rows`` and ``max_slice_weights`` (the batch in slices)."""
+    thresholds = packing_thresholds()
+    return thresholds.min_steps, thresholds.min_slice_rows, thresholds.max_slice_weights
+
+
 def forward_arguments(lt: LayerTensors, ops: ForwardOperands, saved: SavedLayer, raw: Tensor) -> list[Tensor | None]:
     """One layer's arguments of ``chain_forward``, in the C++ loop's order: its tensors, the
     operands but ``adapt_x``, its buffers, its raw-output buffer."""
@@ -197,7 +208,7 @@ def forward(
             spec.lstm,
             spec.wrap,
             spec.mm_dtype,
-            packing_thresholds().min_steps,
+            *_loop_thresholds(),
         )
     )
     states = [[next(finals), next(finals) if spec.lstm else None, next(finals), next(finals)] for _ in layers]
@@ -233,5 +244,6 @@ def backward(
         d_x,
         d_a_below,
         spec.mm_dtype,
+        *_loop_thresholds()[1:],
     )
     return d_x, d_a_below, [layer_grads(lt, dw, d) for lt, dw, d in zip(layers, d_weights, d_state)]

@@ -22,27 +22,38 @@ from torch import Tensor
 @dataclass(frozen=True)
 class PackingThresholds:
     """When the fused path's products change form on CPU: weights reordered into oneDNN's blocked
-    layout (:func:`step_operand`), and bfloat16 products under autocast (:func:`product_dtype`).
+    layout (:func:`step_operand`) or packed by MKL (the C++ loop, float32), bfloat16 products under
+    autocast (:func:`product_dtype`), and the C++ loop's batch run in slices, one per thread.
 
     Attributes:
-        min_steps: fewest products by one weight for which it is reordered (measured at ``ptb``:
-            the break-even lies between 8 and 16 steps).
+        min_steps: fewest products by one weight for which it is reordered or packed (measured at
+            ``ptb``: the break-even lies between 8 and 16 steps).
         min_fp32_size: fewest elements of a float32 weight for which it is reordered (below,
             oneDNN's per-call overhead outweighs the gain); bfloat16 weights are reordered at
             any size.
         min_bf16_autocast_size: fewest elements of a chain's largest weight for which bfloat16
             autocast computes the products in bfloat16; below, they run in the parameters' dtype,
             where casting every operand costs more than the bfloat16 kernels save (measured with
-            ``python -m benchmarks.layers --dtype bfloat16``: at hidden 128, bfloat16 products made
-            a training step slower than float32; at hidden 256 and 1150, faster).
+            ``python -m benchmarks.autocast``: since the C++ loop's float32 products run on
+            MKL-packed weights and batch slices, bfloat16 products made a step slower at
+            ``small``, whose largest weight has 2^18 elements; at ``ptb``, 1.6-2.4x faster).
+        min_slice_rows: fewest batch rows per thread for which the C++ loop over time runs the
+            batch in slices, one per thread, each through every step on its own (rows never
+            interact within a step; measured 1.3-2x faster per step at ``quickstart``, ``small``
+            and ``long`` with two threads than splitting every operation over them).
+        max_slice_weights: most elements of a chain's per-step weights for which it does; above,
+            each thread streaming every weight from memory costs more than the slices save
+            (measured at ``ptb``: 1.3x slower).
     """
 
     min_steps: int = 12
     min_fp32_size: int = 2**19
-    min_bf16_autocast_size: int = 2**17
+    min_bf16_autocast_size: int = 2**19
+    min_slice_rows: int = 4
+    max_slice_weights: int = 2**22
 
     def __post_init__(self) -> None:
-        for name in ("min_steps", "min_fp32_size", "min_bf16_autocast_size"):
+        for name in ("min_steps", "min_fp32_size", "min_bf16_autocast_size", "min_slice_rows", "max_slice_weights"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"PackingThresholds: {name} must be a non-negative int, got {value!r}")

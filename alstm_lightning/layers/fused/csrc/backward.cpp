@@ -35,6 +35,7 @@ struct BackwardLayer {
   Tensor pi, gates, a_new_m, pi_gemm;
   Tensor dg, d_pi, d_xp, d_hp, dh_raw, dh_prev, x_main, da_gemm, da_new, du;
   Tensor ext_h, ext_a;  // gradients from above of this layer's dropped h and a at this step
+  Tensor bias_sums, adapt_bias_sums;  // (slices, G), (slices, 4A): each slice's share of the bias gradients
 };
 
 // under autocast, one buffer for the weight-gradient products (the widest weight)
@@ -42,20 +43,22 @@ struct AutocastScratch {
   Tensor product;
 };
 
-// step t's policy pi = tanh(P a_new) and (aLSTM) activated gates, recomputed into (B, *) scratch
+// step t's policy pi = tanh(P a_new) and (aLSTM) activated gates for rows [r0, r1), recomputed
+// into (B, *) scratch
 template <typename S, typename M>
-void recompute_step(BackwardLayer<S, M>& ly, bool lstm, int64_t B, int64_t t, const at::TensorOptions& m_opts) {
-  const int64_t span = ly.sl.span, G = ly.G, A = ly.A;
+void recompute_step(BackwardLayer<S, M>& ly, bool lstm, int64_t B, int64_t t, int64_t r0, int64_t r1,
+                    const at::TensorOptions& m_opts) {
+  const int64_t span = ly.sl.span, G = ly.G, A = ly.A, nb = r1 - r0;
   const S* a_new = ptr<S>(ly.saved[kANew]) + t * B * A;
   S* pi = ptr<S>(ly.pi);
   if constexpr (std::is_same<S, M>::value) {  // straight into the policy's scratch
-    product(pi, a_new, B, ly.op_project_t, m_opts);
-    for_rows(B, span, [&](int64_t r) { tanh_in_place(span, pi + r * span); });
+    product(pi + r0 * span, a_new + r0 * A, nb, ly.op_project_t, m_opts);
+    for_rows(r0, r1, span, [&](int64_t r) { tanh_in_place(span, pi + r * span); });
   } else {  // the product in the matmul dtype, then converted, as in the Python loop
-    convert(B * A, ptr<M>(ly.a_new_m), a_new);
-    product(ptr<M>(ly.pi_gemm), ptr<M>(ly.a_new_m), B, ly.op_project_t, m_opts);
+    convert(nb * A, ptr<M>(ly.a_new_m) + r0 * A, a_new + r0 * A);
+    product(ptr<M>(ly.pi_gemm) + r0 * span, ptr<M>(ly.a_new_m) + r0 * A, nb, ly.op_project_t, m_opts);
     const M* z = ptr<M>(ly.pi_gemm);
-    for_rows(B, span, [&](int64_t r) {
+    for_rows(r0, r1, span, [&](int64_t r) {
       convert(span, pi + r * span, z + r * span);
       tanh_in_place(span, pi + r * span);
     });
@@ -66,7 +69,7 @@ void recompute_step(BackwardLayer<S, M>& ly, bool lstm, int64_t B, int64_t t, co
   const S* bias = ptr<S>(ly.bias);
   S* gates = ptr<S>(ly.gates);
   const Slices& sl = ly.sl;
-  for_rows(B, G, [&](int64_t r) {
+  for_rows(r0, r1, G, [&](int64_t r) {
     const S* pr = pi + r * span;
     lstm_policy_gates(ly.H, gates + r * G, gx + r * G, gh + r * G, pr + sl.i_start, pr + sl.hh_start, bias,
                       pr + sl.b_start);
@@ -93,7 +96,8 @@ void flush(BackwardLayer<S, M>& ly, const AutocastScratch& scratch, bool first, 
 
 template <typename S, typename M>
 void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList& list, c10::ArrayRef<int64_t> slices,
-                   bool lstm, bool wrap, const Tensor& d_adapt_seq_in, const Tensor& d_x, const Tensor& d_a_below) {
+                   bool lstm, bool wrap, const Tensor& d_adapt_seq_in, const Tensor& d_x, const Tensor& d_a_below,
+                   int64_t min_slice_rows, int64_t max_slice_weights) {
   const Tensor x = x_in.contiguous();
   const int64_t T = x.size(0), B = x.size(1);
   const int64_t L = static_cast<int64_t>(list.size()) / kBwdStride;
@@ -194,29 +198,41 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
   const bool needs_x = d_x.defined();
   const S* zeros = ptr<S>(neutral.zeros);
 
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const int64_t j = t % kGradChunk;
-    const int64_t chunk_stop = std::min(t - j + kGradChunk, T);
+  int64_t weights = 0;
+  for (const BackwardLayer<S, M>& ly : layers)
+    weights += ly.adapt_rec.numel() + ly.project.numel() + ly.weight_ih.numel() + ly.weight_hh.numel();
+  const RowSlices row_slices_ = row_slices(B, weights, min_slice_rows, max_slice_weights);
+  for (BackwardLayer<S, M>& ly : layers) {
+    ly.bias_sums = at::zeros({row_slices_.count, ly.G}, s_opts);
+    if (ly.dw_adapt_bias.defined()) ly.adapt_bias_sums = at::zeros({row_slices_.count, 4 * ly.A}, s_opts);
+  }
+  // steps [chunk_start, chunk_stop) of slice s, rows [r0, r1) (RowSlices); pointers are to row 0 of
+  // a (B, *) step, so that row b of anything is at b times its width
+  auto run_rows = [&](int64_t chunk_start, int64_t chunk_stop, int64_t s, int64_t r0, int64_t r1) {
+   const int64_t nb = r1 - r0;
+   for (int64_t t = chunk_stop - 1; t >= chunk_start; --t) {
+    const int64_t j = t - chunk_start;
     BackwardLayer<S, M>& top = layers[L - 1];
-    if (const S* d_seq = d_adapt_seq.rows(t)) std::memcpy(ptr<S>(top.ext_a), d_seq, sizeof(S) * B * top.A);
+    if (const S* d_seq = d_adapt_seq.rows(t, r0, r1))
+      std::memcpy(ptr<S>(top.ext_a) + r0 * top.A, d_seq + r0 * top.A, sizeof(S) * nb * top.A);
     for (int64_t k = L - 1; k >= 0; --k) {
       BackwardLayer<S, M>& ly = layers[k];
       const bool first = k == 0;
       const int64_t I = ly.I, H = ly.H, A = ly.A, G = ly.G, K = ly.K, span = ly.sl.span, off = ly.off;
       const Slices& sl = ly.sl;
-      recompute_step<S, M>(ly, lstm, B, t, m_opts);
+      recompute_step<S, M>(ly, lstm, B, t, r0, r1, m_opts);
       S* dh = ptr<S>(ly.dh);
       S* dc = ptr<S>(ly.dc);
       S* da = ptr<S>(ly.da);
       S* dac = ptr<S>(ly.dac);
       const M* u = ptr<M>(ly.saved[kU]) + t * B * K;
       const S* pi = ptr<S>(ly.pi);
-      const S* d_raw = ly.d_raw.rows(t);
+      const S* d_raw = ly.d_raw.rows(t, r0, r1);
       S* dg = ptr<S>(ly.dg);
       S* d_pi = ptr<S>(ly.d_pi);
       S* dh_raw = ptr<S>(ly.dh_raw);
       // the gradient of the cell output h_raw, then through the cell's nonlinearities: dg
-      for_rows(B, G, [&](int64_t b) {
+      for_rows(r0, r1, G, [&](int64_t b) {
         const S v = mask == nullptr || mask[t * B + b] ? S(1) : S(0);
         const int64_t n = b * H;
         S* out = dh_raw + n;
@@ -245,9 +261,9 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
         M* d_gh = ptr<M>(ly.d_gh) + j * B * G;
         M* d_pre = ptr<M>(ly.d_pre) + j * B * span;
         const S* bias = ptr<S>(ly.bias);
-        S* dw_bias = ptr<S>(ly.dw_bias);
-        if (!sl.back_to_back) std::memset(d_pi, 0, sizeof(S) * B * span);
-        for_rows(B, G, [&](int64_t b) {
+        S* bias_sum = ptr<S>(ly.bias_sums) + s * G;
+        if (!sl.back_to_back) std::memset(d_pi + r0 * span, 0, sizeof(S) * nb * span);
+        for_rows(r0, r1, G, [&](int64_t b) {
           const S* pr = pi + b * span;
           const S* dgr = dg + b * G;
           if (sl.back_to_back) {
@@ -269,11 +285,12 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
             }
           }
         });
-        if (ly.has_bias)  // a sum over the rows: after them, in row order
-          for (int64_t b = 0; b < B; ++b) add_product(G, dw_bias, dg + b * G, pi + b * span + sl.b_start);
+        if (ly.has_bias)  // a sum over the slice's rows: after them, in row order
+          for (int64_t b = r0; b < r1; ++b) add_product(G, bias_sum, dg + b * G, pi + b * span + sl.b_start);
       }
-      product(ptr<M>(ly.d_xp), ptr<M>(ly.d_gx) + j * B * G, B, ly.op_weight_ih, m_opts);  // (B, I): d (x ⊙ pi_x)
-      product(ptr<M>(ly.d_hp), ptr<M>(ly.d_gh) + j * B * G, B, ly.op_weight_hh, m_opts);  // (B, H): d (h ⊙ pi_h)
+      // (B, I): d (x ⊙ pi_x), (B, H): d (h ⊙ pi_h)
+      product(ptr<M>(ly.d_xp) + r0 * I, ptr<M>(ly.d_gx) + (j * B + r0) * G, nb, ly.op_weight_ih, m_opts);
+      product(ptr<M>(ly.d_hp) + r0 * H, ptr<M>(ly.d_gh) + (j * B + r0) * G, nb, ly.op_weight_hh, m_opts);
       // through x' = x ⊙ pi_x, h' = h ⊙ pi_h, and pi = tanh(P a)
       {
         const M* d_xp = ptr<M>(ly.d_xp);
@@ -282,7 +299,7 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
         S* dh_prev = ptr<S>(ly.dh_prev);
         M* d_pre = ptr<M>(ly.d_pre) + j * B * span;
         const bool needs_x_main = !first || needs_x;
-        for_rows(B, span, [&](int64_t b) {
+        for_rows(r0, r1, span, [&](int64_t b) {
           const S* pr = pi + b * span;
           const M* ur = u + b * K;
           M* dp = d_pre + b * span;
@@ -308,7 +325,7 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
           }
         });
       }
-      product(ptr<M>(ly.da_gemm), ptr<M>(ly.d_pre) + j * B * span, B, ly.op_project, m_opts);  // (B, A)
+      product(ptr<M>(ly.da_gemm) + r0 * A, ptr<M>(ly.d_pre) + (j * B + r0) * span, nb, ly.op_project, m_opts);
       // through the adaptation LSTM
       {
         const M* da_gemm = ptr<M>(ly.da_gemm);
@@ -320,8 +337,8 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
         S* da_new = ptr<S>(ly.da_new);
         const S* ext = ptr<S>(ly.ext_a);
         const S* am = ptr<S>(ly.a_mask);
-        S* dw_adapt_bias = ptr<S>(ly.dw_adapt_bias);
-        for_rows(B, 4 * A, [&](int64_t b) {
+        S* adapt_bias_sum = ly.adapt_bias_sums.defined() ? ptr<S>(ly.adapt_bias_sums) + s * 4 * A : nullptr;
+        for_rows(r0, r1, 4 * A, [&](int64_t b) {
           const S v = mask == nullptr || mask[t * B + b] ? S(1) : S(0);
           const int64_t n = b * A;
           for (int64_t q = 0; q < A; ++q)
@@ -329,12 +346,12 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
           lstm_backward(A, ag + b * 4 * A, acn + n, acp + n, da_new + n, dac + n, v, dga + b * 4 * A);
           if (!same) convert(4 * A, dga_m + b * 4 * A, dga + b * 4 * A);
         });
-        if (dw_adapt_bias)  // a sum over the rows: after them, in row order
-          for (int64_t b = 0; b < B; ++b)
-            for (int64_t q = 0; q < 4 * A; ++q) dw_adapt_bias[q] += dga[b * 4 * A + q];
+        if (adapt_bias_sum)  // a sum over the slice's rows: after them, in row order
+          for (int64_t b = r0; b < r1; ++b)
+            for (int64_t q = 0; q < 4 * A; ++q) adapt_bias_sum[q] += dga[b * 4 * A + q];
       }
       // (B, K): d [x (layers > 0), h, a_below, a]
-      product(ptr<M>(ly.du), ptr<M>(ly.d_a_gates_m) + j * B * 4 * A, B, ly.op_adapt_rec, m_opts);
+      product(ptr<M>(ly.du) + r0 * K, ptr<M>(ly.d_a_gates_m) + (j * B + r0) * 4 * A, nb, ly.op_adapt_rec, m_opts);
       // gradients w.r.t. the state before this step (padded rows pass theirs through), and what
       // this step hands to the layer below
       {
@@ -346,7 +363,7 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
         S* d_below = d_a_below.defined() ? ptr<S>(d_a_below) + t * B * A : nullptr;
         S* ext_h_below = first ? nullptr : ptr<S>(layers[k - 1].ext_h);
         S* ext_a_below = first ? nullptr : ptr<S>(layers[k - 1].ext_a);
-        for_rows(B, H + A + I, [&](int64_t b) {
+        for_rows(r0, r1, H + A + I, [&](int64_t b) {
           const S carry = mask == nullptr || mask[t * B + b] ? S(0) : S(1);
           const M* ur = du + b * K;
           S* dhr = dh + b * H;
@@ -368,7 +385,22 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
           }
         });
       }
-      if (j == 0) flush<S, M>(ly, scratch, first, x, d_x, B, t, chunk_stop);
+    }
+   }
+  };
+  // chunk by chunk, backwards: the slices run the chunk's steps, then its gradients enter the
+  // weight gradients (over every row)
+  for (int64_t chunk_start = (T - 1) / kGradChunk * kGradChunk; T > 0 && chunk_start >= 0;
+       chunk_start -= kGradChunk) {
+    const int64_t chunk_stop = std::min(chunk_start + kGradChunk, T);
+    for_slices(row_slices_, [&](int64_t s, int64_t r0, int64_t r1) { run_rows(chunk_start, chunk_stop, s, r0, r1); });
+    for (int64_t k = L - 1; k >= 0; --k)
+      flush<S, M>(layers[k], scratch, k == 0, x, d_x, B, chunk_start, chunk_stop);
+  }
+  for (BackwardLayer<S, M>& ly : layers) {  // the slices' bias sums, in slice order
+    for (int64_t s = 0; s < row_slices_.count; ++s) {
+      ly.dw_bias.add_(ly.bias_sums[s]);
+      if (ly.adapt_bias_sums.defined()) ly.dw_adapt_bias.add_(ly.adapt_bias_sums[s]);
     }
   }
 }
@@ -378,19 +410,23 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
 
 void chain_backward(const Tensor& x, const std::optional<Tensor>& step_mask, const TensorList& tensors,
                     c10::IntArrayRef slices, bool lstm, bool wrap, const std::optional<Tensor>& d_adapt_seq,
-                    const std::optional<Tensor>& d_x, const std::optional<Tensor>& d_a_below, at::ScalarType mm_dtype) {
+                    const std::optional<Tensor>& d_x, const std::optional<Tensor>& d_a_below, at::ScalarType mm_dtype,
+                    int64_t min_slice_rows, int64_t max_slice_weights) {
   const Tensor mask = step_mask.value_or(Tensor()), d_seq = d_adapt_seq.value_or(Tensor());
   const Tensor dx = d_x.value_or(Tensor()), d_below = d_a_below.value_or(Tensor());
   const auto sd = x.scalar_type();
   if (sd == at::kFloat && mm_dtype == at::kFloat)
-    return backward_impl<float, float>(x, mask, tensors, slices, lstm, wrap, d_seq, dx, d_below);
+    return backward_impl<float, float>(x, mask, tensors, slices, lstm, wrap, d_seq, dx, d_below, min_slice_rows,
+                                         max_slice_weights);
   if (sd == at::kDouble && mm_dtype == at::kDouble)
-    return backward_impl<double, double>(x, mask, tensors, slices, lstm, wrap, d_seq, dx, d_below);
+    return backward_impl<double, double>(x, mask, tensors, slices, lstm, wrap, d_seq, dx, d_below, min_slice_rows,
+                                         max_slice_weights);
   TORCH_CHECK(sd == at::kFloat && mm_dtype == at::kBFloat16,
               "chain_backward: the state / matmul dtypes must be Float / Float, Double / Double or Float / "
               "BFloat16, got ",
               sd, " / ", mm_dtype);
-  return backward_impl<float, c10::BFloat16>(x, mask, tensors, slices, lstm, wrap, d_seq, dx, d_below);
+  return backward_impl<float, c10::BFloat16>(x, mask, tensors, slices, lstm, wrap, d_seq, dx, d_below, min_slice_rows,
+                                         max_slice_weights);
 }
 
 

@@ -104,16 +104,44 @@ T* ptr(const Tensor& t) {
 // Row loops: one output stream each, no branches inside, so that the compiler vectorises them.
 // Optional factors are passed as buffers of ones or zeros (exact: x * 1 = x, x + 0 = x).
 
-// f(b) for rows b in [0, rows), in parallel (torch's intra-op threads) when each thread gets at
+// f(b) for rows b in [begin, end), in parallel (torch's intra-op threads) when each thread gets at
 // least kRowsWork elements of width-wide rows: below, waking a thread costs more than it saves.
-// Rows are independent: each f(b) writes its own rows only.
+// Rows are independent: each f(b) writes its own rows only. Inside a slice's loop (RowSlices), on
+// the slice's thread.
 constexpr int64_t kRowsWork = 8192;
 
 template <typename F>
-inline void for_rows(int64_t rows, int64_t width, const F& f) {
+inline void for_rows(int64_t begin, int64_t end, int64_t width, const F& f) {
   const int64_t grain = std::max<int64_t>(1, kRowsWork / std::max<int64_t>(1, width));
-  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) f(b);
+  at::parallel_for(begin, end, grain, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) f(b);
+  });
+}
+
+// The batch's rows in slices, one per thread, for the loops over time. Rows never interact within
+// a step, so each slice runs every step on its own: no synchronisation per step, and products and
+// element-wise loops on one thread each (MKL runs single-threaded inside a parallel region), which
+// at the per-step sizes is faster than splitting each operation over the threads (python -m
+// benchmarks.layers). With one thread, fewer than 2 * min_rows rows, or more than max_weights
+// elements of per-step weights (each thread would stream them all), one slice: there every
+// operation is parallel on its own, as for_rows and the products decide. (products.PackingThresholds)
+struct RowSlices {
+  int64_t rows = 0, count = 1;
+  int64_t begin(int64_t s) const { return s * rows / count; }
+  int64_t end(int64_t s) const { return (s + 1) * rows / count; }
+};
+
+inline RowSlices row_slices(int64_t rows, int64_t weights, int64_t min_rows, int64_t max_weights) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t count = weights > max_weights ? 1 : std::min<int64_t>(threads, rows / std::max<int64_t>(1, min_rows));
+  return {rows, std::max<int64_t>(1, count)};
+}
+
+// f(s, r0, r1) for every slice s, rows [r0, r1), one slice per thread
+template <typename F>
+inline void for_slices(const RowSlices& slices, const F& f) {
+  at::parallel_for(0, slices.count, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) f(s, slices.begin(s), slices.end(s));
   });
 }
 
@@ -296,8 +324,8 @@ inline bool have_packed_gemm() {
 
 // (rows, cols) @ ... : the right operand of the per-step products, a weight or its transpose as
 // stored (one unit stride), or a oneDNN-packed weight (made by products.step_operand); in float, a
-// weight used for at least `pack_min_steps` products of `m` rows (m > 0) is also packed by MKL, once
-// (the forward's products: in the backward's, measured, packing did not pay)
+// weight used for at least `pack_min_steps` products of up to `m` rows (m > 0) is also packed by
+// MKL, once (the forward's products: in the backward's, measured, packing did not pay)
 template <typename M>
 struct Operand {
   Tensor tensor;
@@ -305,8 +333,7 @@ struct Operand {
   int64_t rows = 0, cols = 0, row_stride = 0, col_stride = 0;
   bool blas = false;       // multiplied by BLAS directly, else through torch
   bool row_major = false;  // the layout BLAS reads it in (a size-1 dimension may satisfy both tests)
-  Tensor packed;           // MKL's packed copy (bytes), for products of packed_m rows; else undefined
-  int64_t packed_m = 0;
+  Tensor packed;           // MKL's packed copy (bytes), else undefined
 };
 
 template <typename M>
@@ -333,7 +360,6 @@ Operand<M> operand(const Tensor& t, int64_t m = 0, int64_t steps = 0, int64_t pa
       const int ld = static_cast<int>(row_major ? op.row_stride : op.col_stride);
       cblas_sgemm_pack(kCblasRowMajor, kCblasBMatrix, row_major ? kCblasNoTrans : kCblasTrans, M_, N, K, 1.0f, op.data,
                        ld, reinterpret_cast<float*>(op.packed.data_ptr()));
-      op.packed_m = m;
     }
   }
   return op;
@@ -345,8 +371,9 @@ template <typename M>
 void product(M* out, const M* a, int64_t m, const Operand<M>& b, const at::TensorOptions& opts) {
   const Tensor& w = b.tensor;
   if constexpr (std::is_same<M, float>::value) {
-    if (b.packed.defined() && m == b.packed_m) {
+    if (b.packed.defined()) {  // for any number of rows (the slices')
       const int M_ = static_cast<int>(m), N = static_cast<int>(b.cols), K = static_cast<int>(b.rows);
+      if (M_ == 0) return;
       cblas_sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, M_, N, K, a, K,
                           reinterpret_cast<const float*>(b.packed.data_ptr()), N, 0.0f, out, N);
       return;
@@ -425,14 +452,15 @@ inline Tensor contiguous(const Tensor& t) { return t.defined() ? t.contiguous() 
 // Step t's (B, n) rows of a (T, B, n) tensor read in place (it may be expanded, as the gradient
 // of a sum is: a contiguous copy would cost a whole sequence's worth of memory): where its rows are
 // not contiguous, they are copied into a (B, n) scratch first
+// rows(t, r0, r1) points at row 0 of step t, valid for rows [r0, r1) (slices copy their own rows)
 template <typename S>
 struct StepRows {
   Tensor seq, scratch;
-  const S* rows(int64_t t) {
+  const S* rows(int64_t t, int64_t r0, int64_t r1) const {
     if (!seq.defined()) return nullptr;
     Tensor step = seq.select(0, t);
     if (step.is_contiguous()) return step.data_ptr<S>();
-    scratch.copy_(step);
+    scratch.narrow(0, r0, r1 - r0).copy_(step.narrow(0, r0, r1 - r0));
     return scratch.data_ptr<S>();
   }
 };
@@ -482,9 +510,10 @@ struct Neutral {
 std::vector<Tensor> chain_forward(const Tensor& x, const Tensor& xa, const std::optional<Tensor>& a_below,
                                   const std::optional<Tensor>& step_mask, const TensorList& tensors,
                                   c10::IntArrayRef slices, bool lstm, bool wrap, at::ScalarType mm_dtype,
-                                  int64_t pack_min_steps);
+                                  int64_t pack_min_steps, int64_t min_slice_rows, int64_t max_slice_weights);
 void chain_backward(const Tensor& x, const std::optional<Tensor>& step_mask, const TensorList& tensors,
                     c10::IntArrayRef slices, bool lstm, bool wrap, const std::optional<Tensor>& d_adapt_seq,
-                    const std::optional<Tensor>& d_x, const std::optional<Tensor>& d_a_below, at::ScalarType mm_dtype);
+                    const std::optional<Tensor>& d_x, const std::optional<Tensor>& d_a_below, at::ScalarType mm_dtype,
+                    int64_t min_slice_rows, int64_t max_slice_weights);
 
 }  // namespace alstm_fused

@@ -1,8 +1,9 @@
 // The fused path's forward loop in C++: forward.py's forward, step by step, on CPU.
 //
 // Python prepares what is done once per call (weights in the matmul dtype, prepacked operands,
-// layer 0's input term, the saved buffers); this loop runs the steps: per layer, four products and
-// a few element-wise loops over the batch rows.
+// layer 0's input term, the saved buffers); this loop packs the float products' weights for MKL
+// and runs the steps, on slices of the batch's rows, one per thread (RowSlices): per layer, four
+// products and a few element-wise loops over the slice's rows.
 
 #include "common.h"
 
@@ -30,13 +31,13 @@ T* step_row(const ForwardLayer<M>& ly, int64_t f, int64_t t, int64_t row_elems) 
 template <typename S, typename M>
 std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor& a_below, const Tensor& step_mask,
                                  const TensorList& list, c10::ArrayRef<int64_t> slices, bool lstm, bool wrap,
-                                 int64_t pack_min_steps) {
+                                 int64_t pack_min_steps, int64_t min_slice_rows, int64_t max_slice_weights) {
   const int64_t T = x.size(0), B = x.size(1);
   const int64_t L = static_cast<int64_t>(list.size()) / kFwdStride;
   const auto s_opts = x.options();
   const auto m_opts = x.options().dtype(c10::CppTypeToScalarType<M>::value);
   std::vector<ForwardLayer<M>> layers(L);
-  int64_t widest = 1;
+  int64_t widest = 1, weights = 0;
   for (int64_t k = 0; k < L; ++k) {
     const int64_t base = k * kFwdStride;
     ForwardLayer<M>& ly = layers[k];
@@ -47,6 +48,8 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
     ly.K = get(list, base + kAdaptWeightIh).size(1) + get(list, base + kAdaptWeightHh).size(1) - (k == 0 ? ly.I : 0);
     ly.sl = read_slices(slices, k);
     widest = std::max({widest, ly.G, 4 * ly.A, ly.sl.span});
+    for (int64_t f = 0; f < 5; ++f)
+      if (f != 1) weights += get(list, base + kFwdOperands + f).numel();  // the per-step products' operands
   }
   const Neutral neutral(widest, s_opts);
   for (int64_t k = 0; k < L; ++k) {
@@ -89,96 +92,102 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
   const S* x_p = x.data_ptr<S>();
   const S* xa_p = xa.data_ptr<S>();
 
-  for (int64_t t = 0; t < T; ++t) {
-    const S* inp = x_p + t * B * layers[0].I;
-    const S* below = wrap ? ptr<S>(layers[L - 1].a)
-                          : (below_seq.defined() ? ptr<S>(below_seq) + t * B * layers[0].A : nullptr);
-    for (int64_t k = 0; k < L; ++k) {
-      ForwardLayer<M>& ly = layers[k];
-      const int64_t I = ly.I, H = ly.H, A = ly.A, G = ly.G, K = ly.K, span = ly.sl.span;
-      const Slices& sl = ly.sl;
-      M* u = step_row<M>(ly, kU, t, B * K);
-      S* a_gates = step_row<S>(ly, kAGates, t, B * 4 * A);
-      S* a_c_new = step_row<S>(ly, kACNew, t, B * A);
-      S* a_new = step_row<S>(ly, kANew, t, B * A);
-      M* x_prime = step_row<M>(ly, kXP, t, B * I);
-      M* h_prime = step_row<M>(ly, kHP, t, B * H);
-      M* gx = step_row<M>(ly, kGX, t, B * G);
-      M* gh = step_row<M>(ly, kGH, t, B * G);
-      S* c_new = lstm ? step_row<S>(ly, kCNew, t, B * H) : nullptr;
-      S* a_c_kept = ly.kept[kACKept] ? step_row<S>(ly, kACKept, t, B * A) : nullptr;
-      S* c_kept = ly.kept[kCKept] ? step_row<S>(ly, kCKept, t, B * H) : nullptr;
-      S* h = ptr<S>(ly.h);
-      S* c = ptr<S>(ly.c);
-      S* a = ptr<S>(ly.a);
-      S* a_c = ptr<S>(ly.a_c);
-      // adaptation model: one product on u = [x (layers > 0), h, a_below, a]
-      for_rows(B, K, [&](int64_t b) {
-        M* row = u + b * K;
-        if (k > 0) convert(I, row, inp + b * I);
-        convert(H, row + (k > 0 ? I : 0), h + b * H);
-        if (below != nullptr) convert(A, row + (k > 0 ? I : 0) + H, below + b * A);
-        convert(A, row + K - A, a + b * A);
-      });
-      product(ptr<M>(ly.a_gemm), u, B, ly.adapt_rec, m_opts);
-      const M* a_gemm = ptr<M>(ly.a_gemm);
-      const S* adapt_bias = ptr<S>(ly.adapt_bias);
-      for_rows(B, 4 * A, [&](int64_t b) {
-        const int64_t r = b * 4 * A, n = b * A;
-        const bool keep = mask == nullptr || mask[t * B + b];
-        add_to(4 * A, a_gates + r, a_gemm + r, k == 0 ? xa_p + t * B * 4 * A + r : adapt_bias);
-        lstm_activate(A, a_gates + r);
-        lstm_update(A, a_gates + r, a_c + n, ptr<S>(ly.a_mask) + n, a_c_new + n, a_new + n);
-        convert(A, ptr<M>(ly.a_new_m) + n, a_new + n);
-        if (keep) {
-          std::memcpy(a + n, a_new + n, sizeof(S) * A);
-          std::memcpy(a_c + n, a_c_new + n, sizeof(S) * A);
-        }
-        if (a_c_kept) std::memcpy(a_c_kept + n, a_c + n, sizeof(S) * A);
-      });
-      // policy pi = tanh(P a), and the scaled cell inputs x' = x ⊙ pi_x, h' = h ⊙ pi_h
-      product(ptr<M>(ly.pi_gemm), ptr<M>(ly.a_new_m), B, ly.project, m_opts);
-      const M* pi_gemm = ptr<M>(ly.pi_gemm);
-      S* pi = ptr<S>(ly.pi);
-      for_rows(B, span, [&](int64_t b) {
-        S* pr = pi + b * span;
-        convert(span, pr, pi_gemm + b * span);
-        tanh_in_place(span, pr);
-        product_to(I, x_prime + b * I, inp + b * I, pr + sl.x_start);
-        product_to(H, h_prime + b * H, h + b * H, pr + sl.h_start);
-      });
-      product(gx, x_prime, B, ly.weight_ih, m_opts);
-      product(gh, h_prime, B, ly.weight_hh, m_opts);
-      // gates = gx ⊙ pi_i + gh ⊙ pi_hh + b ⊙ pi_b, then the cell
-      S* pre = ptr<S>(ly.pre);
-      S* raw = ptr<S>(ly.raw) + t * B * H;
-      S* h_drop = ptr<S>(ly.h_drop);
-      const S* bias = ptr<S>(ly.bias);
-      const S* h_mask = ptr<S>(ly.h_mask);
-      for_rows(B, G, [&](int64_t b) {
-        const S* pr = pi + b * span;
-        const int64_t n = b * H;
-        const bool keep = mask == nullptr || mask[t * B + b];
-        S* pre_row = pre + b * G;
-        if (lstm) {
-          lstm_policy_gates(H, pre_row, gx + b * G, gh + b * G, pr + sl.i_start, pr + sl.hh_start, bias,
-                            pr + sl.b_start);
-          lstm_update(H, pre_row, c + n, ptr<S>(neutral.ones), c_new + n, raw + n);
-        } else {
-          policy_gates_activated<true>(H, raw + n, gx + b * G, pr + sl.i_start, gh + b * G, pr + sl.hh_start, bias,
-                                       pr + sl.b_start);
-        }
-        product_to(H, h_drop + n, raw + n, h_mask + n);
-        if (keep) {
-          std::memcpy(h + n, h_drop + n, sizeof(S) * H);
-          if (lstm) std::memcpy(c + n, c_new + n, sizeof(S) * H);
-        }
-        if (c_kept) std::memcpy(c_kept + n, c + n, sizeof(S) * H);
-      });
-      inp = h_drop;
-      below = a_new;
+  // rows [r0, r1) through every step (RowSlices); pointers are to row 0 of a (B, *) step, so
+  // that row b of anything is at b times its width
+  auto run_rows = [&](int64_t /* slice */, int64_t r0, int64_t r1) {
+    const int64_t nb = r1 - r0;
+    for (int64_t t = 0; t < T; ++t) {
+      const S* inp = x_p + t * B * layers[0].I;
+      const S* below = wrap ? ptr<S>(layers[L - 1].a)
+                            : (below_seq.defined() ? ptr<S>(below_seq) + t * B * layers[0].A : nullptr);
+      for (int64_t k = 0; k < L; ++k) {
+        ForwardLayer<M>& ly = layers[k];
+        const int64_t I = ly.I, H = ly.H, A = ly.A, G = ly.G, K = ly.K, span = ly.sl.span;
+        const Slices& sl = ly.sl;
+        M* u = step_row<M>(ly, kU, t, B * K);
+        S* a_gates = step_row<S>(ly, kAGates, t, B * 4 * A);
+        S* a_c_new = step_row<S>(ly, kACNew, t, B * A);
+        S* a_new = step_row<S>(ly, kANew, t, B * A);
+        M* x_prime = step_row<M>(ly, kXP, t, B * I);
+        M* h_prime = step_row<M>(ly, kHP, t, B * H);
+        M* gx = step_row<M>(ly, kGX, t, B * G);
+        M* gh = step_row<M>(ly, kGH, t, B * G);
+        S* c_new = lstm ? step_row<S>(ly, kCNew, t, B * H) : nullptr;
+        S* a_c_kept = ly.kept[kACKept] ? step_row<S>(ly, kACKept, t, B * A) : nullptr;
+        S* c_kept = ly.kept[kCKept] ? step_row<S>(ly, kCKept, t, B * H) : nullptr;
+        S* h = ptr<S>(ly.h);
+        S* c = ptr<S>(ly.c);
+        S* a = ptr<S>(ly.a);
+        S* a_c = ptr<S>(ly.a_c);
+        // adaptation model: one product on u = [x (layers > 0), h, a_below, a]
+        for_rows(r0, r1, K, [&](int64_t b) {
+          M* row = u + b * K;
+          if (k > 0) convert(I, row, inp + b * I);
+          convert(H, row + (k > 0 ? I : 0), h + b * H);
+          if (below != nullptr) convert(A, row + (k > 0 ? I : 0) + H, below + b * A);
+          convert(A, row + K - A, a + b * A);
+        });
+        product(ptr<M>(ly.a_gemm) + r0 * 4 * A, u + r0 * K, nb, ly.adapt_rec, m_opts);
+        const M* a_gemm = ptr<M>(ly.a_gemm);
+        const S* adapt_bias = ptr<S>(ly.adapt_bias);
+        for_rows(r0, r1, 4 * A, [&](int64_t b) {
+          const int64_t r = b * 4 * A, n = b * A;
+          const bool keep = mask == nullptr || mask[t * B + b];
+          add_to(4 * A, a_gates + r, a_gemm + r, k == 0 ? xa_p + t * B * 4 * A + r : adapt_bias);
+          lstm_activate(A, a_gates + r);
+          lstm_update(A, a_gates + r, a_c + n, ptr<S>(ly.a_mask) + n, a_c_new + n, a_new + n);
+          convert(A, ptr<M>(ly.a_new_m) + n, a_new + n);
+          if (keep) {
+            std::memcpy(a + n, a_new + n, sizeof(S) * A);
+            std::memcpy(a_c + n, a_c_new + n, sizeof(S) * A);
+          }
+          if (a_c_kept) std::memcpy(a_c_kept + n, a_c + n, sizeof(S) * A);
+        });
+        // policy pi = tanh(P a), and the scaled cell inputs x' = x ⊙ pi_x, h' = h ⊙ pi_h
+        product(ptr<M>(ly.pi_gemm) + r0 * span, ptr<M>(ly.a_new_m) + r0 * A, nb, ly.project, m_opts);
+        const M* pi_gemm = ptr<M>(ly.pi_gemm);
+        S* pi = ptr<S>(ly.pi);
+        for_rows(r0, r1, span, [&](int64_t b) {
+          S* pr = pi + b * span;
+          convert(span, pr, pi_gemm + b * span);
+          tanh_in_place(span, pr);
+          product_to(I, x_prime + b * I, inp + b * I, pr + sl.x_start);
+          product_to(H, h_prime + b * H, h + b * H, pr + sl.h_start);
+        });
+        product(gx + r0 * G, x_prime + r0 * I, nb, ly.weight_ih, m_opts);
+        product(gh + r0 * G, h_prime + r0 * H, nb, ly.weight_hh, m_opts);
+        // gates = gx ⊙ pi_i + gh ⊙ pi_hh + b ⊙ pi_b, then the cell
+        S* pre = ptr<S>(ly.pre);
+        S* raw = ptr<S>(ly.raw) + t * B * H;
+        S* h_drop = ptr<S>(ly.h_drop);
+        const S* bias = ptr<S>(ly.bias);
+        const S* h_mask = ptr<S>(ly.h_mask);
+        for_rows(r0, r1, G, [&](int64_t b) {
+          const S* pr = pi + b * span;
+          const int64_t n = b * H;
+          const bool keep = mask == nullptr || mask[t * B + b];
+          S* pre_row = pre + b * G;
+          if (lstm) {
+            lstm_policy_gates(H, pre_row, gx + b * G, gh + b * G, pr + sl.i_start, pr + sl.hh_start, bias,
+                              pr + sl.b_start);
+            lstm_update(H, pre_row, c + n, ptr<S>(neutral.ones), c_new + n, raw + n);
+          } else {
+            policy_gates_activated<true>(H, raw + n, gx + b * G, pr + sl.i_start, gh + b * G, pr + sl.hh_start,
+                                         bias, pr + sl.b_start);
+          }
+          product_to(H, h_drop + n, raw + n, h_mask + n);
+          if (keep) {
+            std::memcpy(h + n, h_drop + n, sizeof(S) * H);
+            if (lstm) std::memcpy(c + n, c_new + n, sizeof(S) * H);
+          }
+          if (c_kept) std::memcpy(c_kept + n, c + n, sizeof(S) * H);
+        });
+        inp = h_drop;
+        below = a_new;
+      }
     }
-  }
+  };
+  for_slices(row_slices(B, weights, min_slice_rows, max_slice_weights), run_rows);
   std::vector<Tensor> finals;
   for (ForwardLayer<M>& ly : layers) {
     finals.push_back(ly.h);
@@ -195,18 +204,21 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
 std::vector<Tensor> chain_forward(const Tensor& x, const Tensor& xa, const std::optional<Tensor>& a_below,
                                   const std::optional<Tensor>& step_mask, const TensorList& tensors,
                                   c10::IntArrayRef slices, bool lstm, bool wrap, at::ScalarType mm_dtype,
-                                  int64_t pack_min_steps) {
+                                  int64_t pack_min_steps, int64_t min_slice_rows, int64_t max_slice_weights) {
   const Tensor below = a_below.value_or(Tensor()), mask = step_mask.value_or(Tensor());
   const auto sd = x.scalar_type();
   if (sd == at::kFloat && mm_dtype == at::kFloat)
-    return forward_impl<float, float>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps);
+    return forward_impl<float, float>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps, min_slice_rows,
+                                     max_slice_weights);
   if (sd == at::kDouble && mm_dtype == at::kDouble)
-    return forward_impl<double, double>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps);
+    return forward_impl<double, double>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps, min_slice_rows,
+                                     max_slice_weights);
   TORCH_CHECK(sd == at::kFloat && mm_dtype == at::kBFloat16,
               "chain_forward: the state / matmul dtypes must be Float / Float, Double / Double or Float / "
               "BFloat16, got ",
               sd, " / ", mm_dtype);
-  return forward_impl<float, c10::BFloat16>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps);
+  return forward_impl<float, c10::BFloat16>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps, min_slice_rows,
+                                     max_slice_weights);
 }
 
 

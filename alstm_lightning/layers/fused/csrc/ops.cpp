@@ -33,11 +33,13 @@ Tensor activations(const Tensor& x) {
 TORCH_LIBRARY(alstm_fused, m) {
   m.def(
       "chain_forward(Tensor x, Tensor xa, Tensor? a_below, Tensor? step_mask, Tensor?[] tensors, int[] slices, "
-      "bool lstm, bool wrap, ScalarType mm_dtype, int pack_min_steps) -> Tensor[]",
+      "bool lstm, bool wrap, ScalarType mm_dtype, int pack_min_steps, int min_slice_rows, int max_slice_weights) -> "
+      "Tensor[]",
       &alstm_fused::chain_forward);
   m.def(
       "chain_backward(Tensor x, Tensor? step_mask, Tensor?[] tensors, int[] slices, bool lstm, bool wrap, "
-      "Tensor? d_adapt_seq, Tensor? d_x, Tensor? d_a_below, ScalarType mm_dtype) -> ()",
+      "Tensor? d_adapt_seq, Tensor? d_x, Tensor? d_a_below, ScalarType mm_dtype, int min_slice_rows, "
+      "int max_slice_weights) -> ()",
       &alstm_fused::chain_backward);
   m.def("argument_layout() -> int[]", &alstm_fused::argument_layout);
   m.def("packs_float_operands() -> bool", &alstm_fused::packs_float_operands);
