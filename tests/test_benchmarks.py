@@ -159,3 +159,32 @@ def test_autocast_benchmark_compares_float32_and_bfloat16_side_by_side(tmp_path,
         fp32, low = row[f"{mode}_ms_float32"], row[f"{mode}_ms_autocast"]
         assert fp32 > 0 and low > 0 and row[f"{mode}_autocast_over_float32"] == pytest.approx(low / fp32)
     assert "train ms bfloat16" in capsys.readouterr().out
+
+
+def test_ablation_benchmark_runs_every_variant_beside_nn_lstm(tmp_path, monkeypatch, capsys):
+    from benchmarks import ablation
+
+    if native.native_ops() is None:
+        pytest.skip(f"the C++ loop is unavailable: {native.LOADER.reason}")
+    monkeypatch.setitem(layers.CONFIGS, "tiny", layers.Config(4, 8, 3, 5, 2, 2))
+    seen = set()
+    thresholds = native._loop_thresholds
+
+    def recorded():
+        seen.add(thresholds())
+        return thresholds()
+
+    monkeypatch.setattr(native, "_loop_thresholds", recorded)
+    path = tmp_path / "ablation.json"
+    ablation.main(["--configs", "tiny", "--repeats", "1", "--warmup", "0", "--json", str(path)])
+    results = json.loads(path.read_text())
+    assert {"machine", "date", "torch", "git_commit", "settings", "variants", "rows"} <= results.keys()
+    assert list(results["variants"]) == ["default", "no slices", "no prepacking", "neither"]
+    (row,) = results["rows"]
+    for mode in ("train", "infer"):
+        assert row[f"{mode}_ms"].keys() == {*results["variants"], "nn.LSTM"}
+        for variant, ratio in row[f"{mode}_tokens_vs_lstm"].items():
+            assert ratio == pytest.approx(row[f"{mode}_ms"]["nn.LSTM"] / row[f"{mode}_ms"][variant])
+    never = 10**12
+    assert seen == {(12, 4, 2**22), (12, never, 2**22), (never, 4, 2**22), (never, never, 2**22)}
+    assert "train no slices" in capsys.readouterr().out
