@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,16 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alstm_lightning.layers.fused import PackingThresholds, use_packing_thresholds  # noqa: E402
-from benchmarks.layers import CONFIGS, Config, build, make_steps, median_seconds, text_table  # noqa: E402
+from benchmarks.layers import (  # noqa: E402
+    CONFIGS,
+    Config,
+    build,
+    config_parser,
+    make_steps,
+    median_seconds,
+    text_table,
+    write_json,
+)
 from benchmarks.provenance import provenance  # noqa: E402
 
 _NEVER = 10**12
@@ -73,13 +81,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
-    parser.add_argument("--repeats", type=int, default=7, help="timed calls per measurement (median)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before each measurement")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path, default=None, help="where to write the results as JSON")
-    return parser.parse_args(argv)
+    return config_parser(__doc__.splitlines()[0], repeats=7, warmup=2).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -93,9 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         "variants": {variant: dataclasses.asdict(t) for variant, t in VARIANTS.items()},
         "rows": rows,
     }
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
     print(format_table(rows))
     return results
 

@@ -15,7 +15,6 @@ runs its training step and its inference in float32 and under autocast in turns,
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,17 @@ import torch
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.layers import CONFIGS, DTYPES, Config, build, make_steps, median_seconds, text_table  # noqa: E402
+from benchmarks.layers import (  # noqa: E402
+    CONFIGS,
+    DTYPES,
+    Config,
+    build,
+    config_parser,
+    make_steps,
+    median_seconds,
+    text_table,
+    write_json,
+)
 from benchmarks.provenance import provenance  # noqa: E402
 
 
@@ -61,13 +70,8 @@ def format_table(rows: list[dict]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
+    parser = config_parser(__doc__.splitlines()[0], repeats=9, warmup=2)
     parser.add_argument("--dtype", choices=sorted(set(DTYPES) - {"float32"}), default="bfloat16")
-    parser.add_argument("--repeats", type=int, default=9, help="timed calls per measurement (median)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before each measurement")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path, default=None, help="where to write the results as JSON")
     return parser.parse_args(argv)
 
 
@@ -81,9 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {k: getattr(args, k) for k in ("configs", "dtype", "repeats", "warmup", "device")},
         "rows": rows,
     }
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
     print(format_table(rows))
     return results
 

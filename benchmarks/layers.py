@@ -351,12 +351,28 @@ def text_table(cells: list[list[str]]) -> str:
     return "\n".join("  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in cells)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def config_parser(description: str, repeats: int, warmup: int) -> argparse.ArgumentParser:
+    """The options of every benchmark over :data:`CONFIGS`: ``--configs``, ``--repeats``,
+    ``--warmup``, ``--device`` and ``--json`` (with the given defaults)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before each measurement")
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed calls per measurement (median)")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls before each measurement")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the results as JSON")
+    return parser
+
+
+def write_json(path: Path | None, results: dict) -> None:
+    """``results`` as indented JSON at ``path`` (its folder made), when a path is given."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = config_parser(__doc__.splitlines()[0], repeats=5, warmup=1)
     parser.add_argument(
         "--dtype", choices=sorted(DTYPES), default="float32", help="bfloat16 and float16 run under autocast"
     )
@@ -365,7 +381,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="build the C++ loop in a temporary extensions directory (measures a first build)",
     )
-    parser.add_argument("--json", type=Path, default=None, help="where to write the results as JSON")
     return parser.parse_args(argv)
 
 
@@ -392,9 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.configs:
         rows += benchmark_config(name, CONFIGS[name], device, args.dtype, args.repeats, args.warmup)
         step_gemm[name] = step_gemm_gflops_per_s(CONFIGS[name], device, args.dtype, args.repeats)
-        if args.json is not None:  # after every config: a run cut short keeps what it measured
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)  # after every config: a run cut short keeps what it measured
     print(format_table(rows))
     if native_loop["available"]:
         what = "built (first build)" if args.fresh_build else "built or loaded from the cache"
