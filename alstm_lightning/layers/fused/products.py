@@ -36,11 +36,12 @@ class PackingThresholds:
             where casting every operand costs more than the bfloat16 kernels save (measured with
             ``python -m benchmarks.autocast``: since the C++ loop's float32 products run on
             MKL-packed weights and batch slices, bfloat16 products made a step slower at
-            ``small``, whose largest weight has 2^18 elements; at ``ptb``, 1.6-2.4x faster).
+            ``small``, whose largest weight has 2^18 elements; at ``ptb``, 1.8-2.1x faster).
         min_slice_rows: fewest batch rows per thread for which the C++ loop over time runs the
             batch in slices, one per thread, each through every step on its own (rows never
-            interact within a step; measured 1.3-2x faster per step at ``quickstart``, ``small``
-            and ``long`` with two threads than splitting every operation over them).
+            interact within a step; with two threads, ``python -m benchmarks.ablation`` measured
+            it 1.15-1.2x faster per step than splitting every operation over them at
+            ``quickstart``, 1.4-1.5x at ``long``, the same within noise at ``small``).
         max_slice_weights: most elements of a chain's per-step weights for which it does; above,
             each thread streaming every weight from memory costs more than the slices save
             (measured at ``ptb``: 1.3x slower).

@@ -121,8 +121,8 @@ inline void for_rows(int64_t begin, int64_t end, int64_t width, const F& f) {
 // The batch's rows in slices, one per thread, for the loops over time. Rows never interact within
 // a step, so each slice runs every step on its own: no synchronisation per step, and products and
 // element-wise loops on one thread each (MKL runs single-threaded inside a parallel region), which
-// at the per-step sizes is faster than splitting each operation over the threads (python -m
-// benchmarks.layers). With one thread, fewer than 2 * min_rows rows, or more than max_weights
+// at small per-step sizes is faster than splitting each operation over the threads (python -m
+// benchmarks.ablation). With one thread, fewer than 2 * min_rows rows, or more than max_weights
 // elements of per-step weights (each thread would stream them all), one slice: there every
 // operation is parallel on its own, as for_rows and the products decide. (products.PackingThresholds)
 struct RowSlices {
