@@ -42,9 +42,9 @@ class PackingThresholds:
             interact within a step; with two threads, ``python -m benchmarks.ablation`` measured
             it 1.15-1.2x faster per step than splitting every operation over them at
             ``quickstart``, 1.4-1.5x at ``long``, the same within noise at ``small``).
-        max_slice_weights: most elements of a chain's per-step weights for which it does; above,
-            each thread streaming every weight from memory costs more than the slices save
-            (measured at ``ptb``: 1.3x slower).
+        max_slice_weights: most elements of a chain's weights (adaptation model, projection and
+            cell, every layer's) for which it does; above, each thread streaming every weight from
+            memory costs more than the slices save (measured at ``ptb``: 1.3x slower).
     """
 
     min_steps: int = 12

@@ -198,10 +198,7 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
   const bool needs_x = d_x.defined();
   const S* zeros = ptr<S>(neutral.zeros);
 
-  int64_t weights = 0;
-  for (const BackwardLayer<S, M>& ly : layers)
-    weights += ly.adapt_rec.numel() + ly.project.numel() + ly.weight_ih.numel() + ly.weight_hh.numel();
-  const RowSlices row_slices_ = row_slices(B, weights, min_slice_rows, max_slice_weights);
+  const RowSlices row_slices_ = row_slices(B, chain_weights(list, kBwdStride), min_slice_rows, max_slice_weights);
   for (BackwardLayer<S, M>& ly : layers) {
     ly.bias_sums = at::zeros({row_slices_.count, ly.G}, s_opts);
     if (ly.dw_adapt_bias.defined()) ly.adapt_bias_sums = at::zeros({row_slices_.count, 4 * ly.A}, s_opts);

@@ -123,7 +123,7 @@ inline void for_rows(int64_t begin, int64_t end, int64_t width, const F& f) {
 // element-wise loops on one thread each (MKL runs single-threaded inside a parallel region), which
 // at small per-step sizes is faster than splitting each operation over the threads (python -m
 // benchmarks.ablation). With one thread, fewer than 2 * min_rows rows, or more than max_weights
-// elements of per-step weights (each thread would stream them all), one slice: there every
+// elements of weights (chain_weights: each thread would stream them all), one slice: there every
 // operation is parallel on its own, as for_rows and the products decide. (products.PackingThresholds)
 struct RowSlices {
   int64_t rows = 0, count = 1;
@@ -476,6 +476,16 @@ enum LayerField : int64_t {
   kH0, kC0, kA0, kAC0, kAdaptWeightIh, kAdaptWeightHh, kAdaptBiasIh, kAdaptBiasHh, kProjectWeight,
   kWeightIh, kWeightHh, kBias, kHMask, kAMask, kLayerFields
 };
+
+// the elements of a chain's weights (adaptation model, projection, cell) in a forward's or a
+// backward's arguments (each layer's LayerTensors first, `stride` arguments per layer): what each
+// of several row slices would stream at every step (row_slices' `weights`)
+inline int64_t chain_weights(const TensorList& list, int64_t stride) {
+  int64_t n = 0;
+  for (int64_t base = 0; base < static_cast<int64_t>(list.size()); base += stride)
+    for (int64_t f : {kAdaptWeightIh, kAdaptWeightHh, kProjectWeight, kWeightIh, kWeightHh}) n += get(list, base + f).numel();
+  return n;
+}
 // SavedLayer (forward.py)
 enum SavedField : int64_t {
   kU, kAGates, kACNew, kACKept, kANew, kXP, kHP, kGX, kGH, kCNew, kCKept, kSavedFields

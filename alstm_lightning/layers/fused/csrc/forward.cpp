@@ -37,7 +37,7 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
   const auto s_opts = x.options();
   const auto m_opts = x.options().dtype(c10::CppTypeToScalarType<M>::value);
   std::vector<ForwardLayer<M>> layers(L);
-  int64_t widest = 1, weights = 0;
+  int64_t widest = 1;
   for (int64_t k = 0; k < L; ++k) {
     const int64_t base = k * kFwdStride;
     ForwardLayer<M>& ly = layers[k];
@@ -48,8 +48,6 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
     ly.K = get(list, base + kAdaptWeightIh).size(1) + get(list, base + kAdaptWeightHh).size(1) - (k == 0 ? ly.I : 0);
     ly.sl = read_slices(slices, k);
     widest = std::max({widest, ly.G, 4 * ly.A, ly.sl.span});
-    for (int64_t f = 0; f < 5; ++f)
-      if (f != 1) weights += get(list, base + kFwdOperands + f).numel();  // the per-step products' operands
   }
   const Neutral neutral(widest, s_opts);
   for (int64_t k = 0; k < L; ++k) {
@@ -187,7 +185,7 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
       }
     }
   };
-  for_slices(row_slices(B, weights, min_slice_rows, max_slice_weights), run_rows);
+  for_slices(row_slices(B, chain_weights(list, kFwdStride), min_slice_rows, max_slice_weights), run_rows);
   std::vector<Tensor> finals;
   for (ForwardLayer<M>& ly : layers) {
     finals.push_back(ly.h);
