@@ -135,6 +135,70 @@ def test_float_products_run_on_mkl_packed_weights_where_torch_has_mkl(built):
     assert built.packs_float_operands() == torch.backends.mkl.is_available()
 
 
+@pytest.fixture
+def packing_kept(built):
+    """MKL-packed operands from the first step on, and no buffers kept before or after the test."""
+    if not built.packs_float_operands():
+        pytest.skip("torch's MKL provides no packed GEMM here: no packed operands, no buffers to keep")
+    native.release_kept_buffers()
+    with use_packing_thresholds(PackingThresholds(min_steps=1)):
+        yield
+    native.release_kept_buffers()
+
+
+def _big_model(hidden_size: int, num_layers: int = 2) -> aLSTM:
+    """Layers whose cell weight has at least 2^20 elements (4 * hidden_size**2): their packed
+    buffers are the ones kept."""
+    return aLSTM(8, hidden_size, 4, num_layers=num_layers)
+
+
+def test_an_inference_call_keeps_its_packed_buffers_for_the_next_and_training_keeps_none(packing_kept, monkeypatch):
+    model, x = _big_model(512), torch.randn(3, 2, 8)
+    with torch.no_grad():
+        first, _ = model(x)
+        kept = native.kept_buffer_bytes()
+        # 4 * 512 * 512 float32 elements per cell weight, three such weights per layer at least
+        assert kept >= 2 * 3 * 4 * 512 * 512 * 4
+        second, _ = model(x)  # packs into the kept buffers
+        assert native.kept_buffer_bytes() == kept
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+        python, _ = model(x)
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
+    torch.testing.assert_close(second, python)
+    monkeypatch.delenv(native.ENV_SWITCH)
+    output, _ = model(x)  # tracked: takes the kept buffers, keeps none into the backward
+    assert native.kept_buffer_bytes() == 0
+    output.sum().backward()
+    torch.testing.assert_close(output.detach(), first, rtol=0, atol=0)
+
+
+def test_a_smaller_model_packs_into_a_larger_ones_kept_buffers(packing_kept):
+    small, x = _big_model(512, num_layers=1), torch.randn(3, 2, 8)
+    with torch.no_grad():
+        fresh, _ = small(x)
+        native.release_kept_buffers()
+        _big_model(640)(x)
+        larger = native.kept_buffer_bytes()
+        reused, _ = small(x)
+    assert 0 < native.kept_buffer_bytes() < larger  # what the last call used, and only that, is kept
+    torch.testing.assert_close(reused, fresh, rtol=0, atol=0)
+
+
+def test_releasing_kept_buffers_returns_their_bytes(packing_kept):
+    with torch.no_grad():
+        _big_model(512)(torch.randn(3, 2, 8))
+    kept = native.kept_buffer_bytes()
+    assert kept > 0
+    assert native.release_kept_buffers() == kept
+    assert native.kept_buffer_bytes() == 0 and native.release_kept_buffers() == 0
+
+
+def test_small_weights_get_fresh_buffers(packing_kept):
+    with torch.no_grad():
+        aLSTM(I, H, A, num_layers=2)(torch.randn(T, B, I))
+    assert native.kept_buffer_bytes() == 0
+
+
 def test_the_python_side_passes_the_arguments_the_cpp_loop_reads(built):
     layer_fields, saved_fields, forward_stride, backward_stride = built.argument_layout()
     assert layer_fields == len(LayerTensors._fields) and saved_fields == len(SavedLayer._fields)

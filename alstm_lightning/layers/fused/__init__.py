@@ -17,7 +17,8 @@ through time instead of some forty nodes per layer and step. One module per idea
   the policy and gates recomputed rather than kept;
 * :mod:`.native`: the same two loops in C++ (``csrc/``, compiled at first use and cached),
   which run on CPU where they can be built, else the Python ones (with one warning); they also
-  pack float32 weights for MKL and run the batch in per-thread slices of rows;
+  pack float32 weights for MKL (an inference call keeps the large ones' buffers for the next:
+  :func:`.native.kept_buffer_bytes`) and run the batch in per-thread slices of rows;
 * :mod:`.autograd`: the autograd node and the entry points, :func:`run_chain_fused` (C++ loop where
   available) and :func:`run_chain_fused_python` (always the Python loop, the reference).
 

@@ -10,7 +10,9 @@ from Python. Two things only the C++ loop does, both set by
 :class:`~alstm_lightning.layers.fused.products.PackingThresholds`: the forward's float32 products
 run on weights packed once per call by MKL (where torch's MKL provides its packed GEMM, in place of
 the oneDNN reordering the Python loop uses), and the batch runs in slices of rows, one per thread,
-each through every step on its own (rows never interact within a step).
+each through every step on its own (rows never interact within a step). An untracked call
+(inference) keeps the packed copies' buffers of large weights for the next call
+(:func:`kept_buffer_bytes`, :func:`release_kept_buffers`).
 
 The extension is compiled at first use with :func:`torch.utils.cpp_extension.load` (which needs
 the ``ninja`` executable and a C++ compiler) and cached in torch's extensions directory
@@ -94,6 +96,10 @@ class NativeLoader:
                     )
         return self._ops
 
+    def loaded_ops(self):
+        """The ops once built or loaded, else ``None``; never builds."""
+        return self._ops
+
     def _load(self):
         from torch.utils import cpp_extension
 
@@ -135,6 +141,27 @@ def native_ops():
     """The extension's ops (``torch.ops.alstm_fused``), built or loaded at the first call; ``None``
     where it cannot be (warned once)."""
     return LOADER.ops()
+
+
+def kept_buffer_bytes() -> int:
+    """Bytes of the buffers the C++ loop keeps between untracked calls (0 where it is not loaded).
+
+    An untracked forward (inference, e.g. under ``torch.no_grad``) whose float32 products ran on
+    MKL-packed weights keeps the buffers of those weights with at least 2^20 elements for the next
+    forward (on any thread), which packs into them instead of faulting in fresh memory: at ``ptb``
+    (``python -m benchmarks.layers``), 37 ms of packing a call become 10 ms, and 226 MB are kept,
+    of which packing touches (makes resident) about 84 MB, the weights' own size. Only the last
+    untracked forward's buffers are kept; a tracked forward (training) takes them and keeps none,
+    so that none outlive a forward into its backward. :func:`release_kept_buffers` frees them.
+    """
+    ops = LOADER.loaded_ops()
+    return 0 if ops is None else ops.packed_buffer_bytes()
+
+
+def release_kept_buffers() -> int:
+    """Free the buffers :func:`kept_buffer_bytes` counts; returns how many bytes that was."""
+    ops = LOADER.loaded_ops()
+    return 0 if ops is None else ops.release_packed_buffers()
 
 
 def enabled() -> bool:
@@ -209,6 +236,7 @@ def forward(
             spec.wrap,
             spec.mm_dtype,
             *_loop_thresholds(),
+            not save,  # an untracked call keeps its MKL-packed weights' buffers for the next one
         )
     )
     states = [[next(finals), next(finals) if spec.lstm else None, next(finals), next(finals)] for _ in layers]

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -37,9 +38,13 @@ using TensorList = c10::List<std::optional<Tensor>>;
 // Activations. float: a rational approximation of tanh (Eigen's, accurate to a few ulp on the
 // clamped range, and a plain expression the compiler vectorises, unlike std::tanh); sigmoid from
 // the identity sigmoid(x) = (1 + tanh(x / 2)) / 2. double: the standard library (gradcheck's
-// finite differences need full precision).
+// finite differences need full precision). Always inlined: GCC's inlining choices shift with the
+// rest of the file, and a loop that calls one out of line runs it one element at a time (once, a
+// change elsewhere made a step at `long` 1.3x slower that way).
 
-inline float tanh_act(float x) {
+#define ALSTM_ALWAYS_INLINE inline __attribute__((always_inline))
+
+ALSTM_ALWAYS_INLINE float tanh_act(float x) {
   const float clamp = 7.90531110763549805f;  // tanh rounds to +-1 in float beyond this
   const float tiny = 0.0004f;                 // below, tanh(x) = x in float
   float y = x > clamp ? clamp : (x < -clamp ? -clamp : x);
@@ -58,11 +63,11 @@ inline float tanh_act(float x) {
   return (x < tiny && x > -tiny) ? x : r;
 }
 
-inline double tanh_act(double x) { return std::tanh(x); }
+ALSTM_ALWAYS_INLINE double tanh_act(double x) { return std::tanh(x); }
 
-inline float sigmoid_act(float x) { return 0.5f + 0.5f * tanh_act(0.5f * x); }
+ALSTM_ALWAYS_INLINE float sigmoid_act(float x) { return 0.5f + 0.5f * tanh_act(0.5f * x); }
 
-inline double sigmoid_act(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+ALSTM_ALWAYS_INLINE double sigmoid_act(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 // Conversions between the state dtype S and the matmul dtype M, written so that loops over them
 // vectorise: bfloat16 by its bits (round to nearest even, NaN kept quiet, as c10::BFloat16 does).
@@ -322,10 +327,68 @@ inline bool have_packed_gemm() {
          cblas_sgemm_compute != nullptr;
 }
 
+// The MKL-packed operands' buffers of large weights, kept from one untracked (inference) forward to
+// the next: a fresh buffer's pages are faulted in anew at every call (at ptb, packing into fresh
+// buffers took 37 ms a call, into reused ones 10 ms). A forward takes the smallest kept buffer that
+// fits each such weight (else allocates one); at its end, an untracked forward keeps the buffers it
+// used, and only those, and a tracked one (training) keeps none, so that they never outlive a
+// forward into its backward. Shared by the process's threads; a buffer is in one call's hands at a
+// time. Weights under kMinWeights elements get fresh buffers: MKL sizes even the smallest at some
+// 9 MB, of which packing touches little, and keeping those (measured at long) made calls slower.
+class PackedBuffers {
+ public:
+  static constexpr int64_t kMinWeights = int64_t(1) << 20;
+
+  static PackedBuffers& process() {
+    static PackedBuffers* pool = new PackedBuffers();  // never destroyed: threads may still use it at exit
+    return *pool;
+  }
+  Tensor take(int64_t bytes, const at::TensorOptions& opts) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto best = kept_.end();
+      for (auto it = kept_.begin(); it != kept_.end(); ++it)
+        if (it->numel() >= bytes && (best == kept_.end() || it->numel() < best->numel())) best = it;
+      if (best != kept_.end()) {
+        Tensor buffer = *best;
+        kept_.erase(best);
+        return buffer;
+      }
+    }
+    return at::empty({bytes}, opts.dtype(at::kByte));
+  }
+  // the end of a forward that used `buffers`: keep them (untracked) or none (tracked)
+  void finish(std::vector<Tensor> buffers, bool keep) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    kept_ = keep ? std::move(buffers) : std::vector<Tensor>();
+  }
+  int64_t bytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kept_bytes();
+  }
+  // frees the kept buffers; returns their bytes
+  int64_t release() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const int64_t n = kept_bytes();
+    kept_.clear();
+    return n;
+  }
+
+ private:
+  int64_t kept_bytes() const {
+    int64_t n = 0;
+    for (const Tensor& t : kept_) n += t.numel();
+    return n;
+  }
+  std::mutex mutex_;
+  std::vector<Tensor> kept_;
+};
+
 // (rows, cols) @ ... : the right operand of the per-step products, a weight or its transpose as
 // stored (one unit stride), or a oneDNN-packed weight (made by products.step_operand); in float, a
 // weight used for at least `pack_min_steps` products of up to `m` rows (m > 0) is also packed by
-// MKL, once (the forward's products: in the backward's, measured, packing did not pay)
+// MKL, once, into a buffer from PackedBuffers (the forward's products: in the backward's,
+// measured, packing did not pay)
 template <typename M>
 struct Operand {
   Tensor tensor;
@@ -334,6 +397,7 @@ struct Operand {
   bool blas = false;       // multiplied by BLAS directly, else through torch
   bool row_major = false;  // the layout BLAS reads it in (a size-1 dimension may satisfy both tests)
   Tensor packed;           // MKL's packed copy (bytes), else undefined
+  bool kept = false;       // whether packed came from, and goes back to, PackedBuffers
 };
 
 template <typename M>
@@ -356,7 +420,9 @@ Operand<M> operand(const Tensor& t, int64_t m = 0, int64_t steps = 0, int64_t pa
     if (op.blas && steps >= pack_min_steps && m > 0 && op.rows > 0 && op.cols > 0 && have_packed_gemm()) {
       const int M_ = static_cast<int>(m), N = static_cast<int>(op.cols), K = static_cast<int>(op.rows);
       const size_t bytes = cblas_sgemm_pack_get_size(kCblasBMatrix, M_, N, K);
-      op.packed = at::empty({static_cast<int64_t>(bytes)}, t.options().dtype(at::kByte));
+      const int64_t n = static_cast<int64_t>(bytes);
+      op.kept = t.numel() >= PackedBuffers::kMinWeights;
+      op.packed = op.kept ? PackedBuffers::process().take(n, t.options()) : at::empty({n}, t.options().dtype(at::kByte));
       const int ld = static_cast<int>(row_major ? op.row_stride : op.col_stride);
       cblas_sgemm_pack(kCblasRowMajor, kCblasBMatrix, row_major ? kCblasNoTrans : kCblasTrans, M_, N, K, 1.0f, op.data,
                        ld, reinterpret_cast<float*>(op.packed.data_ptr()));
@@ -520,7 +586,8 @@ struct Neutral {
 std::vector<Tensor> chain_forward(const Tensor& x, const Tensor& xa, const std::optional<Tensor>& a_below,
                                   const std::optional<Tensor>& step_mask, const TensorList& tensors,
                                   c10::IntArrayRef slices, bool lstm, bool wrap, at::ScalarType mm_dtype,
-                                  int64_t pack_min_steps, int64_t min_slice_rows, int64_t max_slice_weights);
+                                  int64_t pack_min_steps, int64_t min_slice_rows, int64_t max_slice_weights,
+                                  bool keep_packed_buffers);
 void chain_backward(const Tensor& x, const std::optional<Tensor>& step_mask, const TensorList& tensors,
                     c10::IntArrayRef slices, bool lstm, bool wrap, const std::optional<Tensor>& d_adapt_seq,
                     const std::optional<Tensor>& d_x, const std::optional<Tensor>& d_a_below, at::ScalarType mm_dtype,

@@ -31,7 +31,8 @@ T* step_row(const ForwardLayer<M>& ly, int64_t f, int64_t t, int64_t row_elems) 
 template <typename S, typename M>
 std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor& a_below, const Tensor& step_mask,
                                  const TensorList& list, c10::ArrayRef<int64_t> slices, bool lstm, bool wrap,
-                                 int64_t pack_min_steps, int64_t min_slice_rows, int64_t max_slice_weights) {
+                                 int64_t pack_min_steps, int64_t min_slice_rows, int64_t max_slice_weights,
+                                 bool keep_packed_buffers) {
   const int64_t T = x.size(0), B = x.size(1);
   const int64_t L = static_cast<int64_t>(list.size()) / kFwdStride;
   const auto s_opts = x.options();
@@ -186,6 +187,11 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
     }
   };
   for_slices(row_slices(B, chain_weights(list, kFwdStride), min_slice_rows, max_slice_weights), run_rows);
+  std::vector<Tensor> packed;
+  for (const ForwardLayer<M>& ly : layers)
+    for (const Operand<M>* op : {&ly.adapt_rec, &ly.project, &ly.weight_ih, &ly.weight_hh})
+      if (op->kept) packed.push_back(op->packed);
+  PackedBuffers::process().finish(std::move(packed), keep_packed_buffers);
   std::vector<Tensor> finals;
   for (ForwardLayer<M>& ly : layers) {
     finals.push_back(ly.h);
@@ -202,21 +208,22 @@ std::vector<Tensor> forward_impl(const Tensor& x, const Tensor& xa, const Tensor
 std::vector<Tensor> chain_forward(const Tensor& x, const Tensor& xa, const std::optional<Tensor>& a_below,
                                   const std::optional<Tensor>& step_mask, const TensorList& tensors,
                                   c10::IntArrayRef slices, bool lstm, bool wrap, at::ScalarType mm_dtype,
-                                  int64_t pack_min_steps, int64_t min_slice_rows, int64_t max_slice_weights) {
+                                  int64_t pack_min_steps, int64_t min_slice_rows, int64_t max_slice_weights,
+                                  bool keep_packed_buffers) {
   const Tensor below = a_below.value_or(Tensor()), mask = step_mask.value_or(Tensor());
   const auto sd = x.scalar_type();
   if (sd == at::kFloat && mm_dtype == at::kFloat)
     return forward_impl<float, float>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps, min_slice_rows,
-                                     max_slice_weights);
+                                     max_slice_weights, keep_packed_buffers);
   if (sd == at::kDouble && mm_dtype == at::kDouble)
     return forward_impl<double, double>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps, min_slice_rows,
-                                     max_slice_weights);
+                                     max_slice_weights, keep_packed_buffers);
   TORCH_CHECK(sd == at::kFloat && mm_dtype == at::kBFloat16,
               "chain_forward: the state / matmul dtypes must be Float / Float, Double / Double or Float / "
               "BFloat16, got ",
               sd, " / ", mm_dtype);
   return forward_impl<float, c10::BFloat16>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps, min_slice_rows,
-                                     max_slice_weights);
+                                     max_slice_weights, keep_packed_buffers);
 }
 
 

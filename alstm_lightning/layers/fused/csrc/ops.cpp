@@ -13,6 +13,10 @@ std::vector<int64_t> argument_layout() { return {kLayerFields, kSavedFields, kFw
 // whether the float products run on MKL-packed operands (else products.step_operand's oneDNN ones)
 bool packs_float_operands() { return have_packed_gemm(); }
 
+// the bytes of MKL-packed operands' buffers kept for the next forward (PackedBuffers), and their release
+int64_t packed_buffer_bytes() { return PackedBuffers::process().bytes(); }
+int64_t release_packed_buffers() { return PackedBuffers::process().release(); }
+
 // the float activations, for the tests of their accuracy
 Tensor activations(const Tensor& x) {
   Tensor in = x.contiguous();
@@ -33,8 +37,8 @@ Tensor activations(const Tensor& x) {
 TORCH_LIBRARY(alstm_fused, m) {
   m.def(
       "chain_forward(Tensor x, Tensor xa, Tensor? a_below, Tensor? step_mask, Tensor?[] tensors, int[] slices, "
-      "bool lstm, bool wrap, ScalarType mm_dtype, int pack_min_steps, int min_slice_rows, int max_slice_weights) -> "
-      "Tensor[]",
+      "bool lstm, bool wrap, ScalarType mm_dtype, int pack_min_steps, int min_slice_rows, int max_slice_weights, "
+      "bool keep_packed_buffers) -> Tensor[]",
       &alstm_fused::chain_forward);
   m.def(
       "chain_backward(Tensor x, Tensor? step_mask, Tensor?[] tensors, int[] slices, bool lstm, bool wrap, "
@@ -43,5 +47,7 @@ TORCH_LIBRARY(alstm_fused, m) {
       &alstm_fused::chain_backward);
   m.def("argument_layout() -> int[]", &alstm_fused::argument_layout);
   m.def("packs_float_operands() -> bool", &alstm_fused::packs_float_operands);
+  m.def("packed_buffer_bytes() -> int", &alstm_fused::packed_buffer_bytes);
+  m.def("release_packed_buffers() -> int", &alstm_fused::release_packed_buffers);
   m.def("activations(Tensor x) -> Tensor", &alstm_fused::activations);
 }
