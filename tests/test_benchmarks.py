@@ -188,3 +188,20 @@ def test_ablation_benchmark_runs_every_variant_beside_nn_lstm(tmp_path, monkeypa
     never = 10**12
     assert seen == {(12, 4, 2**22), (12, never, 2**22), (never, 4, 2**22), (never, never, 2**22)}
     assert "train no slices" in capsys.readouterr().out
+
+
+def test_weight_traffic_benchmark_times_each_cycle_and_its_rate(tmp_path, monkeypatch, capsys):
+    from benchmarks import weight_traffic
+
+    monkeypatch.setitem(layers.CONFIGS, "tiny", layers.Config(4, 3, 2, 5, 2, 1))
+    path = tmp_path / "traffic.json"
+    weight_traffic.main(["--configs", "tiny", "--cycles", "1", "3", "--repeats", "1", "--warmup", "0", "--json", str(path)])
+    results = json.loads(path.read_text())
+    assert {"machine", "date", "torch", "git_commit", "settings", "rows"} <= results.keys()
+    assert [row["weights"] for row in results["rows"]] == [1, 3]
+    for row in results["rows"]:
+        weight_bytes = 4 * 5 * 4 * 5  # float32 (H, 4H) at H = 5
+        assert row["weight_mb"] == pytest.approx(row["weights"] * weight_bytes / 1e6)
+        assert row["ms_per_product"] > 0
+        assert row["weight_gb_per_s"] == pytest.approx(weight_bytes / (row["ms_per_product"] / 1e3) / 1e9)
+    assert "ms/product" in capsys.readouterr().out
