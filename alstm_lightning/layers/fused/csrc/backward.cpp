@@ -206,184 +206,184 @@ void backward_impl(const Tensor& x_in, const Tensor& step_mask, const TensorList
   // steps [chunk_start, chunk_stop) of slice s, rows [r0, r1) (RowSlices); pointers are to row 0 of
   // a (B, *) step, so that row b of anything is at b times its width
   auto run_rows = [&](int64_t chunk_start, int64_t chunk_stop, int64_t s, int64_t r0, int64_t r1) {
-   const int64_t nb = r1 - r0;
-   for (int64_t t = chunk_stop - 1; t >= chunk_start; --t) {
-    const int64_t j = t - chunk_start;
-    BackwardLayer<S, M>& top = layers[L - 1];
-    if (const S* d_seq = d_adapt_seq.rows(t, r0, r1))
-      std::memcpy(ptr<S>(top.ext_a) + r0 * top.A, d_seq + r0 * top.A, sizeof(S) * nb * top.A);
-    for (int64_t k = L - 1; k >= 0; --k) {
-      BackwardLayer<S, M>& ly = layers[k];
-      const bool first = k == 0;
-      const int64_t I = ly.I, H = ly.H, A = ly.A, G = ly.G, K = ly.K, span = ly.sl.span, off = ly.off;
-      const Slices& sl = ly.sl;
-      recompute_step<S, M>(ly, lstm, B, t, r0, r1, m_opts);
-      S* dh = ptr<S>(ly.dh);
-      S* dc = ptr<S>(ly.dc);
-      S* da = ptr<S>(ly.da);
-      S* dac = ptr<S>(ly.dac);
-      const M* u = ptr<M>(ly.saved[kU]) + t * B * K;
-      const S* pi = ptr<S>(ly.pi);
-      const S* d_raw = ly.d_raw.rows(t, r0, r1);
-      S* dg = ptr<S>(ly.dg);
-      S* d_pi = ptr<S>(ly.d_pi);
-      S* dh_raw = ptr<S>(ly.dh_raw);
-      // the gradient of the cell output h_raw, then through the cell's nonlinearities: dg
-      for_rows(r0, r1, G, [&](int64_t b) {
-        const S v = mask == nullptr || mask[t * B + b] ? S(1) : S(0);
-        const int64_t n = b * H;
-        S* out = dh_raw + n;
-        const S* dh_r = dh + n;
-        const S* ext = ptr<S>(ly.ext_h) + n;
-        const S* hm = ptr<S>(ly.h_mask) + n;
-        const S* dr = d_raw ? d_raw + n : zeros;
-        for (int64_t q = 0; q < H; ++q) out[q] = (dh_r[q] * v + ext[q]) * hm[q] + dr[q];
-        if (lstm) {
-          const S* cp = t == 0 ? ptr<S>(ly.c0) : ptr<S>(ly.saved[mask ? kCKept : kCNew]) + (t - 1) * B * H;
-          lstm_backward(H, ptr<S>(ly.gates) + b * G, ptr<S>(ly.saved[kCNew]) + t * B * H + n, cp + n, out,
-                        dc + n, v, dg + b * G);
-        } else {
-          const S* raw = ptr<S>(ly.raw) + t * B * H + n;
-          S* dgr = dg + n;
-          for (int64_t q = 0; q < H; ++q) dgr[q] = (S(1) - raw[q] * raw[q]) * out[q];
-        }
-      });
-      // through gates = gx ⊙ pi_i + gh ⊙ pi_hh + b ⊙ pi_b, and (paper layout) pi = tanh(P a) for
-      // those sub-policies; in the reference layout, whose sub-policies overlap, the gradients of
-      // the policy are first added up in d_pi, one loop per sub-policy
-      {
-        const M* gx = ptr<M>(ly.saved[kGX]) + t * B * G;
-        const M* gh = ptr<M>(ly.saved[kGH]) + t * B * G;
-        M* d_gx = ptr<M>(ly.d_gx) + j * B * G;
-        M* d_gh = ptr<M>(ly.d_gh) + j * B * G;
-        M* d_pre = ptr<M>(ly.d_pre) + j * B * span;
-        const S* bias = ptr<S>(ly.bias);
-        S* bias_sum = ptr<S>(ly.bias_sums) + s * G;
-        if (!sl.back_to_back) std::memset(d_pi + r0 * span, 0, sizeof(S) * nb * span);
+    const int64_t nb = r1 - r0;
+    for (int64_t t = chunk_stop - 1; t >= chunk_start; --t) {
+      const int64_t j = t - chunk_start;
+      BackwardLayer<S, M>& top = layers[L - 1];
+      if (const S* d_seq = d_adapt_seq.rows(t, r0, r1))
+        std::memcpy(ptr<S>(top.ext_a) + r0 * top.A, d_seq + r0 * top.A, sizeof(S) * nb * top.A);
+      for (int64_t k = L - 1; k >= 0; --k) {
+        BackwardLayer<S, M>& ly = layers[k];
+        const bool first = k == 0;
+        const int64_t I = ly.I, H = ly.H, A = ly.A, G = ly.G, K = ly.K, span = ly.sl.span, off = ly.off;
+        const Slices& sl = ly.sl;
+        recompute_step<S, M>(ly, lstm, B, t, r0, r1, m_opts);
+        S* dh = ptr<S>(ly.dh);
+        S* dc = ptr<S>(ly.dc);
+        S* da = ptr<S>(ly.da);
+        S* dac = ptr<S>(ly.dac);
+        const M* u = ptr<M>(ly.saved[kU]) + t * B * K;
+        const S* pi = ptr<S>(ly.pi);
+        const S* d_raw = ly.d_raw.rows(t, r0, r1);
+        S* dg = ptr<S>(ly.dg);
+        S* d_pi = ptr<S>(ly.d_pi);
+        S* dh_raw = ptr<S>(ly.dh_raw);
+        // the gradient of the cell output h_raw, then through the cell's nonlinearities: dg
         for_rows(r0, r1, G, [&](int64_t b) {
-          const S* pr = pi + b * span;
-          const S* dgr = dg + b * G;
-          if (sl.back_to_back) {
-            M* dp = d_pre + b * span;
-            policy_backward(G, dp + sl.i_start, d_gx + b * G, dgr, gx + b * G, pr + sl.i_start);
-            policy_backward(G, dp + sl.hh_start, d_gh + b * G, dgr, gh + b * G, pr + sl.hh_start);
-          } else {
-            S* dpr = d_pi + b * span;
-            add_product(G, dpr + sl.i_start, dgr, gx + b * G);
-            add_product(G, dpr + sl.hh_start, dgr, gh + b * G);
-            product_to(G, d_gx + b * G, dgr, pr + sl.i_start);
-            product_to(G, d_gh + b * G, dgr, pr + sl.hh_start);
-          }
-          if (ly.has_bias) {
-            if (sl.back_to_back) {
-              policy_backward(G, d_pre + b * span + sl.b_start, static_cast<M*>(nullptr), dgr, bias, pr + sl.b_start);
-            } else {
-              add_product(G, d_pi + b * span + sl.b_start, dgr, bias);
-            }
-          }
-        });
-        if (ly.has_bias)  // a sum over the slice's rows: after them, in row order
-          for (int64_t b = r0; b < r1; ++b) add_product(G, bias_sum, dg + b * G, pi + b * span + sl.b_start);
-      }
-      // (B, I): d (x ⊙ pi_x), (B, H): d (h ⊙ pi_h)
-      product(ptr<M>(ly.d_xp) + r0 * I, ptr<M>(ly.d_gx) + (j * B + r0) * G, nb, ly.op_weight_ih, m_opts);
-      product(ptr<M>(ly.d_hp) + r0 * H, ptr<M>(ly.d_gh) + (j * B + r0) * G, nb, ly.op_weight_hh, m_opts);
-      // through x' = x ⊙ pi_x, h' = h ⊙ pi_h, and pi = tanh(P a)
-      {
-        const M* d_xp = ptr<M>(ly.d_xp);
-        const M* d_hp = ptr<M>(ly.d_hp);
-        S* x_main = ptr<S>(ly.x_main);
-        S* dh_prev = ptr<S>(ly.dh_prev);
-        M* d_pre = ptr<M>(ly.d_pre) + j * B * span;
-        const bool needs_x_main = !first || needs_x;
-        for_rows(r0, r1, span, [&](int64_t b) {
-          const S* pr = pi + b * span;
-          const M* ur = u + b * K;
-          M* dp = d_pre + b * span;
-          if (needs_x_main) product_to(I, x_main + b * I, d_xp + b * I, pr + sl.x_start);
-          product_to(H, dh_prev + b * H, d_hp + b * H, pr + sl.h_start);
-          if (sl.back_to_back) {
-            if (first) {
-              policy_backward(I, dp + sl.x_start, static_cast<M*>(nullptr), d_xp + b * I, x_p + (t * B + b) * I,
-                              pr + sl.x_start);
-            } else {
-              policy_backward(I, dp + sl.x_start, static_cast<M*>(nullptr), d_xp + b * I, ur, pr + sl.x_start);
-            }
-            policy_backward(H, dp + sl.h_start, static_cast<M*>(nullptr), d_hp + b * H, ur + off, pr + sl.h_start);
-          } else {
-            S* dpr = d_pi + b * span;
-            if (first) {
-              add_product(I, dpr + sl.x_start, d_xp + b * I, x_p + (t * B + b) * I);
-            } else {
-              add_product(I, dpr + sl.x_start, d_xp + b * I, ur);
-            }
-            add_product(H, dpr + sl.h_start, d_hp + b * H, ur + off);
-            for (int64_t q = 0; q < span; ++q) dp[q] = to_m<M>(dpr[q] - dpr[q] * pr[q] * pr[q]);
-          }
-        });
-      }
-      product(ptr<M>(ly.da_gemm) + r0 * A, ptr<M>(ly.d_pre) + (j * B + r0) * span, nb, ly.op_project, m_opts);
-      // through the adaptation LSTM
-      {
-        const M* da_gemm = ptr<M>(ly.da_gemm);
-        const S* ag = ptr<S>(ly.saved[kAGates]) + t * B * 4 * A;
-        const S* acn = ptr<S>(ly.saved[kACNew]) + t * B * A;
-        const S* acp = t == 0 ? ptr<S>(ly.ac0) : ptr<S>(ly.saved[mask ? kACKept : kACNew]) + (t - 1) * B * A;
-        S* dga = ptr<S>(ly.d_a_gates) + j * B * 4 * A;
-        M* dga_m = ptr<M>(ly.d_a_gates_m) + j * B * 4 * A;
-        S* da_new = ptr<S>(ly.da_new);
-        const S* ext = ptr<S>(ly.ext_a);
-        const S* am = ptr<S>(ly.a_mask);
-        S* adapt_bias_sum = ly.adapt_bias_sums.defined() ? ptr<S>(ly.adapt_bias_sums) + s * 4 * A : nullptr;
-        for_rows(r0, r1, 4 * A, [&](int64_t b) {
           const S v = mask == nullptr || mask[t * B + b] ? S(1) : S(0);
-          const int64_t n = b * A;
-          for (int64_t q = 0; q < A; ++q)
-            da_new[n + q] = (to_s(da_gemm[n + q]) + ext[n + q] + da[n + q] * v) * am[n + q];
-          lstm_backward(A, ag + b * 4 * A, acn + n, acp + n, da_new + n, dac + n, v, dga + b * 4 * A);
-          if (!same) convert(4 * A, dga_m + b * 4 * A, dga + b * 4 * A);
-        });
-        if (adapt_bias_sum)  // a sum over the slice's rows: after them, in row order
-          for (int64_t b = r0; b < r1; ++b)
-            for (int64_t q = 0; q < 4 * A; ++q) adapt_bias_sum[q] += dga[b * 4 * A + q];
-      }
-      // (B, K): d [x (layers > 0), h, a_below, a]
-      product(ptr<M>(ly.du) + r0 * K, ptr<M>(ly.d_a_gates_m) + (j * B + r0) * 4 * A, nb, ly.op_adapt_rec, m_opts);
-      // gradients w.r.t. the state before this step (padded rows pass theirs through), and what
-      // this step hands to the layer below
-      {
-        const M* du = ptr<M>(ly.du);
-        const S* dh_prev = ptr<S>(ly.dh_prev);
-        const S* x_main = ptr<S>(ly.x_main);
-        S* d_x_t = needs_x ? ptr<S>(d_x) + t * B * I : nullptr;
-        S* da_top = ptr<S>(layers[L - 1].da);
-        S* d_below = d_a_below.defined() ? ptr<S>(d_a_below) + t * B * A : nullptr;
-        S* ext_h_below = first ? nullptr : ptr<S>(layers[k - 1].ext_h);
-        S* ext_a_below = first ? nullptr : ptr<S>(layers[k - 1].ext_a);
-        for_rows(r0, r1, H + A + I, [&](int64_t b) {
-          const S carry = mask == nullptr || mask[t * B + b] ? S(0) : S(1);
-          const M* ur = du + b * K;
-          S* dhr = dh + b * H;
-          const S* dp = dh_prev + b * H;
-          for (int64_t q = 0; q < H; ++q) dhr[q] = dp[q] + to_s(ur[off + q]) + dhr[q] * carry;
-          S* dar = da + b * A;
-          for (int64_t q = 0; q < A; ++q) dar[q] = to_s(ur[K - A + q]) + dar[q] * carry;
-          if (!first) {
-            add_to(I, ext_h_below + b * I, ur, x_main + b * I);
-            convert(A, ext_a_below + b * A, ur + off + H);
+          const int64_t n = b * H;
+          S* out = dh_raw + n;
+          const S* dh_r = dh + n;
+          const S* ext = ptr<S>(ly.ext_h) + n;
+          const S* hm = ptr<S>(ly.h_mask) + n;
+          const S* dr = d_raw ? d_raw + n : zeros;
+          for (int64_t q = 0; q < H; ++q) out[q] = (dh_r[q] * v + ext[q]) * hm[q] + dr[q];
+          if (lstm) {
+            const S* cp = t == 0 ? ptr<S>(ly.c0) : ptr<S>(ly.saved[mask ? kCKept : kCNew]) + (t - 1) * B * H;
+            lstm_backward(H, ptr<S>(ly.gates) + b * G, ptr<S>(ly.saved[kCNew]) + t * B * H + n, cp + n, out,
+                          dc + n, v, dg + b * G);
           } else {
-            if (d_x_t)
-              for (int64_t q = 0; q < I; ++q) d_x_t[b * I + q] += x_main[b * I + q];
-            if (wrap) {
-              for (int64_t q = 0; q < A; ++q) da_top[b * A + q] += to_s(ur[off + H + q]);
-            } else if (d_below) {
-              convert(A, d_below + b * A, ur + off + H);
-            }
+            const S* raw = ptr<S>(ly.raw) + t * B * H + n;
+            S* dgr = dg + n;
+            for (int64_t q = 0; q < H; ++q) dgr[q] = (S(1) - raw[q] * raw[q]) * out[q];
           }
         });
+        // through gates = gx ⊙ pi_i + gh ⊙ pi_hh + b ⊙ pi_b, and (paper layout) pi = tanh(P a) for
+        // those sub-policies; in the reference layout, whose sub-policies overlap, the gradients of
+        // the policy are first added up in d_pi, one loop per sub-policy
+        {
+          const M* gx = ptr<M>(ly.saved[kGX]) + t * B * G;
+          const M* gh = ptr<M>(ly.saved[kGH]) + t * B * G;
+          M* d_gx = ptr<M>(ly.d_gx) + j * B * G;
+          M* d_gh = ptr<M>(ly.d_gh) + j * B * G;
+          M* d_pre = ptr<M>(ly.d_pre) + j * B * span;
+          const S* bias = ptr<S>(ly.bias);
+          S* bias_sum = ptr<S>(ly.bias_sums) + s * G;
+          if (!sl.back_to_back) std::memset(d_pi + r0 * span, 0, sizeof(S) * nb * span);
+          for_rows(r0, r1, G, [&](int64_t b) {
+            const S* pr = pi + b * span;
+            const S* dgr = dg + b * G;
+            if (sl.back_to_back) {
+              M* dp = d_pre + b * span;
+              policy_backward(G, dp + sl.i_start, d_gx + b * G, dgr, gx + b * G, pr + sl.i_start);
+              policy_backward(G, dp + sl.hh_start, d_gh + b * G, dgr, gh + b * G, pr + sl.hh_start);
+            } else {
+              S* dpr = d_pi + b * span;
+              add_product(G, dpr + sl.i_start, dgr, gx + b * G);
+              add_product(G, dpr + sl.hh_start, dgr, gh + b * G);
+              product_to(G, d_gx + b * G, dgr, pr + sl.i_start);
+              product_to(G, d_gh + b * G, dgr, pr + sl.hh_start);
+            }
+            if (ly.has_bias) {
+              if (sl.back_to_back) {
+                policy_backward(G, d_pre + b * span + sl.b_start, static_cast<M*>(nullptr), dgr, bias, pr + sl.b_start);
+              } else {
+                add_product(G, d_pi + b * span + sl.b_start, dgr, bias);
+              }
+            }
+          });
+          if (ly.has_bias)  // a sum over the slice's rows: after them, in row order
+            for (int64_t b = r0; b < r1; ++b) add_product(G, bias_sum, dg + b * G, pi + b * span + sl.b_start);
+        }
+        // (B, I): d (x ⊙ pi_x), (B, H): d (h ⊙ pi_h)
+        product(ptr<M>(ly.d_xp) + r0 * I, ptr<M>(ly.d_gx) + (j * B + r0) * G, nb, ly.op_weight_ih, m_opts);
+        product(ptr<M>(ly.d_hp) + r0 * H, ptr<M>(ly.d_gh) + (j * B + r0) * G, nb, ly.op_weight_hh, m_opts);
+        // through x' = x ⊙ pi_x, h' = h ⊙ pi_h, and pi = tanh(P a)
+        {
+          const M* d_xp = ptr<M>(ly.d_xp);
+          const M* d_hp = ptr<M>(ly.d_hp);
+          S* x_main = ptr<S>(ly.x_main);
+          S* dh_prev = ptr<S>(ly.dh_prev);
+          M* d_pre = ptr<M>(ly.d_pre) + j * B * span;
+          const bool needs_x_main = !first || needs_x;
+          for_rows(r0, r1, span, [&](int64_t b) {
+            const S* pr = pi + b * span;
+            const M* ur = u + b * K;
+            M* dp = d_pre + b * span;
+            if (needs_x_main) product_to(I, x_main + b * I, d_xp + b * I, pr + sl.x_start);
+            product_to(H, dh_prev + b * H, d_hp + b * H, pr + sl.h_start);
+            if (sl.back_to_back) {
+              if (first) {
+                policy_backward(I, dp + sl.x_start, static_cast<M*>(nullptr), d_xp + b * I, x_p + (t * B + b) * I,
+                                pr + sl.x_start);
+              } else {
+                policy_backward(I, dp + sl.x_start, static_cast<M*>(nullptr), d_xp + b * I, ur, pr + sl.x_start);
+              }
+              policy_backward(H, dp + sl.h_start, static_cast<M*>(nullptr), d_hp + b * H, ur + off, pr + sl.h_start);
+            } else {
+              S* dpr = d_pi + b * span;
+              if (first) {
+                add_product(I, dpr + sl.x_start, d_xp + b * I, x_p + (t * B + b) * I);
+              } else {
+                add_product(I, dpr + sl.x_start, d_xp + b * I, ur);
+              }
+              add_product(H, dpr + sl.h_start, d_hp + b * H, ur + off);
+              for (int64_t q = 0; q < span; ++q) dp[q] = to_m<M>(dpr[q] - dpr[q] * pr[q] * pr[q]);
+            }
+          });
+        }
+        product(ptr<M>(ly.da_gemm) + r0 * A, ptr<M>(ly.d_pre) + (j * B + r0) * span, nb, ly.op_project, m_opts);
+        // through the adaptation LSTM
+        {
+          const M* da_gemm = ptr<M>(ly.da_gemm);
+          const S* ag = ptr<S>(ly.saved[kAGates]) + t * B * 4 * A;
+          const S* acn = ptr<S>(ly.saved[kACNew]) + t * B * A;
+          const S* acp = t == 0 ? ptr<S>(ly.ac0) : ptr<S>(ly.saved[mask ? kACKept : kACNew]) + (t - 1) * B * A;
+          S* dga = ptr<S>(ly.d_a_gates) + j * B * 4 * A;
+          M* dga_m = ptr<M>(ly.d_a_gates_m) + j * B * 4 * A;
+          S* da_new = ptr<S>(ly.da_new);
+          const S* ext = ptr<S>(ly.ext_a);
+          const S* am = ptr<S>(ly.a_mask);
+          S* adapt_bias_sum = ly.adapt_bias_sums.defined() ? ptr<S>(ly.adapt_bias_sums) + s * 4 * A : nullptr;
+          for_rows(r0, r1, 4 * A, [&](int64_t b) {
+            const S v = mask == nullptr || mask[t * B + b] ? S(1) : S(0);
+            const int64_t n = b * A;
+            for (int64_t q = 0; q < A; ++q)
+              da_new[n + q] = (to_s(da_gemm[n + q]) + ext[n + q] + da[n + q] * v) * am[n + q];
+            lstm_backward(A, ag + b * 4 * A, acn + n, acp + n, da_new + n, dac + n, v, dga + b * 4 * A);
+            if (!same) convert(4 * A, dga_m + b * 4 * A, dga + b * 4 * A);
+          });
+          if (adapt_bias_sum)  // a sum over the slice's rows: after them, in row order
+            for (int64_t b = r0; b < r1; ++b)
+              for (int64_t q = 0; q < 4 * A; ++q) adapt_bias_sum[q] += dga[b * 4 * A + q];
+        }
+        // (B, K): d [x (layers > 0), h, a_below, a]
+        product(ptr<M>(ly.du) + r0 * K, ptr<M>(ly.d_a_gates_m) + (j * B + r0) * 4 * A, nb, ly.op_adapt_rec, m_opts);
+        // gradients w.r.t. the state before this step (padded rows pass theirs through), and what
+        // this step hands to the layer below
+        {
+          const M* du = ptr<M>(ly.du);
+          const S* dh_prev = ptr<S>(ly.dh_prev);
+          const S* x_main = ptr<S>(ly.x_main);
+          S* d_x_t = needs_x ? ptr<S>(d_x) + t * B * I : nullptr;
+          S* da_top = ptr<S>(layers[L - 1].da);
+          S* d_below = d_a_below.defined() ? ptr<S>(d_a_below) + t * B * A : nullptr;
+          S* ext_h_below = first ? nullptr : ptr<S>(layers[k - 1].ext_h);
+          S* ext_a_below = first ? nullptr : ptr<S>(layers[k - 1].ext_a);
+          for_rows(r0, r1, H + A + I, [&](int64_t b) {
+            const S carry = mask == nullptr || mask[t * B + b] ? S(0) : S(1);
+            const M* ur = du + b * K;
+            S* dhr = dh + b * H;
+            const S* dp = dh_prev + b * H;
+            for (int64_t q = 0; q < H; ++q) dhr[q] = dp[q] + to_s(ur[off + q]) + dhr[q] * carry;
+            S* dar = da + b * A;
+            for (int64_t q = 0; q < A; ++q) dar[q] = to_s(ur[K - A + q]) + dar[q] * carry;
+            if (!first) {
+              add_to(I, ext_h_below + b * I, ur, x_main + b * I);
+              convert(A, ext_a_below + b * A, ur + off + H);
+            } else {
+              if (d_x_t)
+                for (int64_t q = 0; q < I; ++q) d_x_t[b * I + q] += x_main[b * I + q];
+              if (wrap) {
+                for (int64_t q = 0; q < A; ++q) da_top[b * A + q] += to_s(ur[off + H + q]);
+              } else if (d_below) {
+                convert(A, d_below + b * A, ur + off + H);
+              }
+            }
+          });
+        }
       }
     }
-   }
   };
   // chunk by chunk, backwards: the slices run the chunk's steps, then its gradients enter the
   // weight gradients (over every row)

@@ -422,7 +422,8 @@ Operand<M> operand(const Tensor& t, int64_t m = 0, int64_t steps = 0, int64_t pa
       const size_t bytes = cblas_sgemm_pack_get_size(kCblasBMatrix, M_, N, K);
       const int64_t n = static_cast<int64_t>(bytes);
       op.kept = t.numel() >= PackedBuffers::kMinWeights;
-      op.packed = op.kept ? PackedBuffers::process().take(n, t.options()) : at::empty({n}, t.options().dtype(at::kByte));
+      op.packed =
+          op.kept ? PackedBuffers::process().take(n, t.options()) : at::empty({n}, t.options().dtype(at::kByte));
       const int ld = static_cast<int>(row_major ? op.row_stride : op.col_stride);
       cblas_sgemm_pack(kCblasRowMajor, kCblasBMatrix, row_major ? kCblasNoTrans : kCblasTrans, M_, N, K, 1.0f, op.data,
                        ld, reinterpret_cast<float*>(op.packed.data_ptr()));
@@ -549,7 +550,8 @@ enum LayerField : int64_t {
 inline int64_t chain_weights(const TensorList& list, int64_t stride) {
   int64_t n = 0;
   for (int64_t base = 0; base < static_cast<int64_t>(list.size()); base += stride)
-    for (int64_t f : {kAdaptWeightIh, kAdaptWeightHh, kProjectWeight, kWeightIh, kWeightHh}) n += get(list, base + f).numel();
+    for (int64_t f : {kAdaptWeightIh, kAdaptWeightHh, kProjectWeight, kWeightIh, kWeightHh})
+      n += get(list, base + f).numel();
   return n;
 }
 // SavedLayer (forward.py)

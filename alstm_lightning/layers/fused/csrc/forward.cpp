@@ -222,8 +222,8 @@ std::vector<Tensor> chain_forward(const Tensor& x, const Tensor& xa, const std::
               "chain_forward: the state / matmul dtypes must be Float / Float, Double / Double or Float / "
               "BFloat16, got ",
               sd, " / ", mm_dtype);
-  return forward_impl<float, c10::BFloat16>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps, min_slice_rows,
-                                     max_slice_weights, keep_packed_buffers);
+  return forward_impl<float, c10::BFloat16>(x, xa, below, mask, tensors, slices, lstm, wrap, pack_min_steps,
+                                            min_slice_rows, max_slice_weights, keep_packed_buffers);
 }
 
 
