@@ -75,13 +75,13 @@ def forward_operands(
 ) -> list[ForwardOperands]:
     """Every layer's :class:`ForwardOperands` for ``steps`` products with ``rows`` rows
     (``reorder_float32``: see :func:`step_operand`)."""
+
+    def operand(b: Tensor) -> Tensor:
+        return step_operand(b, rows, steps, reorder_float32)
+
     operands = []
     for k, lt in enumerate(layers):
         w = layer_weights(spec, k, lt)
-
-        def operand(b: Tensor) -> Tensor:
-            return step_operand(b, rows, steps, reorder_float32)
-
         operands.append(
             ForwardOperands(
                 adapt_x=None if w.adapt_x is None else w.adapt_x.t(),
