@@ -195,21 +195,40 @@ def median_seconds(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def step_product_ms(
+    config: Config, device: torch.device, dtype: str, weights: int, products: int, repeats: int, warmup: int
+) -> float:
+    """Median milliseconds of one step's recurrent product ``(B, H) @ (H, 4H)`` in ``dtype``, computed
+    as the fused path computes it (on a weight arranged once per call for ``T`` steps), with
+    ``weights`` distinct weights taking turns; each timed call runs ``products`` products."""
+    matmul_dtype = DTYPES[dtype] or torch.float32
+    h = torch.randn(config.batch_size, config.hidden_size, device=device, dtype=matmul_dtype)
+    operands = [
+        step_operand(
+            torch.randn(config.hidden_size, 4 * config.hidden_size, device=device, dtype=matmul_dtype),
+            config.batch_size,
+            config.seq_len,
+        )
+        for _ in range(weights)
+    ]
+
+    def call() -> None:
+        for i in range(products):
+            mm(h, operands[i % weights])
+
+    return 1e3 * median_seconds({"mm": call}, repeats, warmup, device)["mm"] / products
+
+
 def step_gemm_gflops_per_s(config: Config, device: torch.device, dtype: str, repeats: int) -> float:
-    """FLOP rate of one step's recurrent product ``(B, H) @ (H, 4H)`` alone, in ``dtype``, computed
-    as the fused path computes it (on the weight as arranged once per call for ``T`` steps).
+    """FLOP rate of one step's recurrent product ``(B, H) @ (H, 4H)`` alone, in ``dtype``
+    (:func:`step_product_ms` on one weight, 20 products a timed call: one product is short).
 
     An aLSTM's input product cannot leave the loop over time (``x`` is rescaled by ``pi_x`` at every
     step), so every product it runs has B rows; this rate bounds what a per-step loop can reach,
     whereas ``nn.LSTM`` runs its input product once over all ``T*B`` rows.
     """
-    matmul_dtype = DTYPES[dtype] or torch.float32
-    h = torch.randn(config.batch_size, config.hidden_size, device=device, dtype=matmul_dtype)
-    weight = torch.randn(config.hidden_size, 4 * config.hidden_size, device=device, dtype=matmul_dtype)
-    operand = step_operand(weight, config.batch_size, config.seq_len)
-    calls = 20  # one product is short: time 20 per measurement
-    seconds = median_seconds({"mm": lambda: [mm(h, operand) for _ in range(calls)]}, repeats, 1, device)["mm"]
-    return calls * 2 * config.batch_size * config.hidden_size * 4 * config.hidden_size / seconds / 1e9
+    ms = step_product_ms(config, device, dtype, weights=1, products=20, repeats=repeats, warmup=1)
+    return 2 * config.batch_size * config.hidden_size * 4 * config.hidden_size / (ms / 1e3) / 1e9
 
 
 def _rss_bytes() -> int:

@@ -6,9 +6,9 @@ Run ``python -m benchmarks.weight_traffic`` from the repository root::
 
 A step of the fused path multiplies B rows by each weight of the chain once, so at few rows and
 large weights its products are bound by reading the weights rather than by arithmetic. This
-measures one step's recurrent product ``(B, H) @ (H, 4H)`` at a configuration's sizes, on
-operands arranged as the fused path's Python loop arranges them
-(:func:`~alstm_lightning.layers.fused.products.step_operand`), first on one weight over and over
+measures one step's recurrent product ``(B, H) @ (H, 4H)`` at a configuration's sizes in float32,
+on operands arranged as the fused path's Python loop arranges them
+(:func:`benchmarks.layers.step_product_ms`), first on one weight over and over
 (it stays in cache where it fits), then cycling through ``n`` distinct weights of that shape, as a
 step cycles through its layers' weights: the time per product and the bytes of weight read per
 second. At ``ptb`` an aLSTM step reads about 90 MB of float32 weights, four such products' worth
@@ -23,27 +23,13 @@ from pathlib import Path
 
 import torch
 
-from alstm_lightning.layers.fused.products import mm, step_operand
-
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.layers import CONFIGS, Config, config_parser, median_seconds, write_json  # noqa: E402
+from benchmarks.layers import CONFIGS, config_parser, step_product_ms, write_json  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 
 #: how many distinct weights the products cycle through
 CYCLES: tuple[int, ...] = (1, 2, 4, 8, 16)
-
-
-def cycled_product_ms(config: Config, count: int, device: torch.device, repeats: int, warmup: int) -> float:
-    """Median milliseconds of one ``(B, H) @ (H, 4H)`` product when ``count`` distinct weights of
-    that shape take turns (each timed call runs one product on each)."""
-    h = torch.randn(config.batch_size, config.hidden_size, device=device)
-    operands = [
-        step_operand(torch.randn(config.hidden_size, 4 * config.hidden_size, device=device), config.batch_size, config.seq_len)
-        for _ in range(count)
-    ]
-    seconds = median_seconds({"cycle": lambda: [mm(h, w) for w in operands]}, repeats, warmup, device)["cycle"]
-    return 1e3 * seconds / count
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -59,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
         config = CONFIGS[name]
         weight_bytes = 4 * config.hidden_size * 4 * config.hidden_size
         for count in args.cycles:
-            ms = cycled_product_ms(config, count, device, args.repeats, args.warmup)
+            ms = step_product_ms(config, device, "float32", count, count, args.repeats, args.warmup)
             row = {"config": name, "weights": count, "weight_mb": count * weight_bytes / 1e6, "ms_per_product": ms}
             row["weight_gb_per_s"] = weight_bytes / (ms / 1e3) / 1e9
             rows.append(row)
